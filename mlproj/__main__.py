@@ -1,0 +1,46 @@
+"""`python -m mlproj` / `mlproj`: compose the config with Hydra, validate, hand over to the train path.
+
+Imports only Hydra and the schema here, so `--help` and `--cfg job` answer fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from mlproj.config import config_dir
+from mlproj.errors import ConfigError
+
+
+@hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
+def _main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from mlproj import metrics
+    from mlproj.train import run
+
+    hydra_cfg = HydraConfig.get()
+    try:
+        result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir))
+    except ConfigError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"mlproj: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("mlproj: interrupted; the run was marked KILLED", file=sys.stderr)
+        sys.exit(130)
+    # The return value is what Hydra sweepers optimise.
+    return result.metrics.get(metrics.main_metric(result.task))
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

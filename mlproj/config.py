@@ -1,0 +1,207 @@
+"""The one schema: dataclasses registered in Hydra's ConfigStore, plus the cross-field checks.
+
+Hydra/OmegaConf enforce key names and types while composing (a typo or a wrong type names the key);
+`check_config` adds the checks a type cannot express (ranges, choices, metric names) and runs at startup,
+before any file, run or experiment is created. It imports nothing heavy so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mlproj.errors import ConfigError
+
+
+class Source(str, enum.Enum):
+    diabetes = "diabetes"
+    breast_cancer = "breast_cancer"
+    wine = "wine"
+    digits = "digits"
+    synthetic = "synthetic"
+    csv = "csv"  # CSV or Parquet, chosen by the file's extension
+
+
+class TaskKind(str, enum.Enum):
+    auto = "auto"
+    regression = "regression"
+    classification = "classification"
+
+
+class Backend(str, enum.Enum):
+    local = "local"  # a sqlite store (or whatever $MLFLOW_TRACKING_URI names)
+    server = "server"  # an MLflow tracking server: tracking.uri is required
+    databricks = "databricks"
+
+
+class Accelerator(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64", "bf16-true", "16-true")
+
+
+@dataclass
+class DataConfig:
+    source: Source = Source.diabetes
+    path: str | None = None  # csv: a .csv / .csv.gz / .parquet file
+    target: str | None = None  # the label column; bundled and synthetic sets name their own
+    task: TaskKind = TaskKind.auto  # auto: inferred from the target column
+    include: list[str] | None = None  # feature columns to keep (default: all but the target)
+    exclude: list[str] = field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 42
+    batch_size: int = 64
+    shuffle: bool = True
+    # Categorical columns keep their `max_categories` most frequent values; string columns that are
+    # almost unique per row (IDs, free text) are dropped with a warning.
+    max_categories: int = 50
+    id_unique_ratio: float = 0.9
+    # synthetic only
+    rows: int = 1000
+    features: int = 10
+    classes: int = 2  # synthetic classification: number of classes
+    synthetic_task: TaskKind = TaskKind.regression
+    noise: float = 10.0
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: Accelerator = Accelerator.auto
+    devices: Any = "auto"  # "auto", a count, or a list of device ids such as [0, 2]
+    precision: str = "32-true"
+    max_epochs: int = 100
+    min_epochs: int = 1
+    monitor: str = "val_loss"  # early stopping and best-checkpoint metric; direction from mlproj.metrics
+    early_stopping: bool = True
+    patience: int = 10
+    gradient_clip_val: float | None = None
+    deterministic: bool = False
+    fast_dev_run: bool = False
+    limit_train_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
+    limit_val_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
+    limit_test_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
+    overfit_batches: Any = 0.0
+    progress_bar: bool | None = None  # None: only when the terminal is interactive
+    model_summary: bool = True
+
+
+@dataclass
+class TrackingConfig:
+    backend: Backend = Backend.local
+    # None: $MLFLOW_TRACKING_URI if set, else sqlite:///<working directory>/mlflow.db
+    uri: str | None = None
+    registry_uri: str | None = None
+    experiment: str = "mlproj"
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    experiment_tags: dict[str, str] = field(default_factory=dict)
+    artifact_location: str | None = None  # for a new experiment; default: beside a local sqlite store
+    log_model: bool = True
+
+
+@dataclass
+class RegistryConfig:
+    enabled: bool = False
+    model_name: str | None = None  # default: "<experiment>-<data source>"
+    # metric -> condition: a bare number means "at least this good" (direction from mlproj.metrics),
+    # or a string with an operator: "<60", ">=0.4".
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    primary_metric: str | None = None  # default: the task's main test metric
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    # model / optimizer / scheduler are `_target_` nodes: any importable class works, so their schema is
+    # the target's signature (checked by mlproj.validation against its type hints).
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
+    seed: int = 42
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="mlproj_schema", node=Config)
+
+
+def config_dir() -> str:
+    """The packaged configs (wheel install), else the top-level conf/ of a source checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return str(packaged if packaged.is_dir() else here.parent / "conf")
+
+
+_REQUIRED_HINTS = {
+    "data.path": " (a .csv or .parquet file)",
+    "data.target": " (the label column)",
+}
+
+
+def _choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+
+
+def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> None:
+    ok = value >= low if inclusive else value > low
+    if not ok:
+        raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Cross-field checks that need no data. Raises ConfigError naming the key."""
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        key = sorted(missing)[0]
+        raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")
+    d, t = cfg.data, cfg.trainer
+    if d.source == Source.csv and not (d.path and d.target):
+        raise ConfigError("data.path and data.target are required for data=csv")
+    for key in ("val_fraction", "test_fraction"):
+        v = d[key]
+        if not 0.0 < v < 1.0:
+            raise ConfigError(f"data.{key}={v} must be between 0 and 1 (exclusive)")
+    if d.val_fraction + d.test_fraction >= 0.9:
+        raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+    _at_least("data.batch_size", d.batch_size, 1)
+    _at_least("data.max_categories", d.max_categories, 1)
+    _at_least("data.rows", d.rows, 20)
+    _at_least("data.features", d.features, 1)
+    _at_least("data.classes", d.classes, 2)
+    _at_least("trainer.max_epochs", t.max_epochs, 1)
+    _at_least("trainer.min_epochs", t.min_epochs, 0)
+    if t.min_epochs > t.max_epochs:
+        raise ConfigError(f"trainer.min_epochs={t.min_epochs} exceeds trainer.max_epochs={t.max_epochs}")
+    _at_least("trainer.patience", t.patience, 1)
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
+        v = t[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (isinstance(v, float) and v > 1):
+            raise ConfigError(f"trainer.{key}={v!r} must be a fraction in [0, 1] or a whole number of batches")
+    _choice("trainer.precision", str(t.precision), PRECISIONS)
+    devices = t.devices
+    if OmegaConf.is_list(devices):
+        if not devices or not all(isinstance(i, int) and i >= 0 for i in devices):
+            raise ConfigError(f"trainer.devices={list(devices)} must be a non-empty list of device ids")
+    elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
+        raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
+    if cfg.tracking.backend == Backend.server and not cfg.tracking.uri:
+        raise ConfigError("tracking.uri is required for tracking=server (e.g. http://127.0.0.1:5000)")
+    if not cfg.tracking.experiment.strip():
+        raise ConfigError("tracking.experiment must not be empty")
+
+
+register_configs()

@@ -1,0 +1,1 @@
+"""Data: raw sources, fitted preprocessing, splits and on-device batches."""

@@ -1,0 +1,98 @@
+"""Split a raw table reproducibly, decide the task, and fit preprocessing on the training split only."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from mlproj.config import ConfigError, DataConfig, TaskKind
+from mlproj.data.preprocess import InputError, Preprocessor, infer_task
+from mlproj.data.sources import Table
+from mlproj.metrics import CLASSIFICATION
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    raw: pd.DataFrame  # the raw feature columns, as a user would send them to the packaged model
+    raw_target: pd.Series
+    x: np.ndarray  # float32 features after preprocessing
+    y: np.ndarray  # float32 scaled regression target, or int64 class index
+
+
+@dataclass
+class PreparedData:
+    table: Table
+    task: str
+    pre: Preprocessor
+    splits: dict[str, Split]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.pre.labels)
+
+
+def resolve_task(table: Table, cfg: DataConfig) -> str:
+    requested = TaskKind(cfg.task)
+    if requested is not TaskKind.auto:
+        return requested.value
+    if table.task_hint is not TaskKind.auto:
+        return table.task_hint.value
+    task = infer_task(table.target)
+    log.info("data.task inferred as %s from column %r (set data.task to override)", task, table.target.name)
+    return task
+
+
+def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
+    if task == CLASSIFICATION:
+        counts = table.target.value_counts()
+        if len(counts) < 2:
+            raise ConfigError(f"data.target={table.target.name!r} has a single class; classification needs two")
+    elif not pd.api.types.is_numeric_dtype(table.target) or pd.api.types.is_bool_dtype(table.target):
+        raise ConfigError(f"data.task=regression needs a numeric target; {table.target.name!r} is not numeric")
+    n = len(table.target)
+    if n < 10:
+        raise ConfigError(f"data has {n} rows with a target; at least 10 are needed to split train/val/test")
+    index = np.arange(n)
+    holdout = cfg.val_fraction + cfg.test_fraction
+    train_idx, rest_idx = _split(index, holdout, table.target, task, cfg.split_seed)
+    val_idx, test_idx = _split(rest_idx, cfg.test_fraction / holdout, table.target.iloc[rest_idx], task, cfg.split_seed)
+    parts = dict(zip(SPLITS, (train_idx, val_idx, test_idx), strict=True))
+    train_x = table.features.iloc[train_idx]
+    try:
+        pre = Preprocessor.fit(train_x, table.target.iloc[train_idx], task, cfg.max_categories, cfg.id_unique_ratio)
+    except InputError as exc:
+        raise ConfigError(f"data: {exc}") from exc
+    unseen = set(map(_key, table.target.iloc[np.concatenate([val_idx, test_idx])])) - set(map(_key, pre.labels))
+    if task == CLASSIFICATION and unseen:
+        raise ConfigError(f"classes {sorted(unseen, key=str)} occur only outside the training split")
+    splits = {}
+    for name, idx in parts.items():
+        raw = table.features.iloc[idx].reset_index(drop=True)
+        target = table.target.iloc[idx].reset_index(drop=True)
+        splits[name] = Split(raw, target, pre.transform(raw), pre.encode_target(target))
+    return PreparedData(table, task, pre, splits)
+
+
+def _split(index: np.ndarray, fraction: float, target: pd.Series, task: str, seed: int):
+    stratify = target.to_numpy() if task == CLASSIFICATION else None
+    if stratify is not None and target.value_counts().min() < 2:
+        log.warning("a class has fewer than 2 rows; splitting without stratification")
+        stratify = None
+    try:
+        return train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError:
+        # Too few rows per class for a stratified split of this size: fall back to a plain one.
+        log.warning("stratified split impossible with these fractions; splitting without stratification")
+        return train_test_split(index, test_size=fraction, random_state=seed)
+
+
+def _key(value):
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,6 @@
+"""Plain `nn.Module`s. Any module taking `in_features` and `out_features` works through `_target_`."""
+
+from mlproj.models.linear import Linear
+from mlproj.models.mlp import MLP
+
+__all__ = ["MLP", "Linear"]

@@ -1,0 +1,196 @@
+"""MLflow: where runs go, the experiment (got or created once), the run's lifecycle and what it records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import mlflow
+from mlflow.entities import Param, RunStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from mlproj import __version__
+from mlproj.config import TrackingConfig
+
+log = logging.getLogger(__name__)
+
+PARAM_VALUE_LIMIT = 6000  # MLflow 3's limit on a param value
+TAG_VALUE_LIMIT = 5000
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training: the run ends KILLED."""
+
+
+def tracking_uri(cfg: TrackingConfig) -> str:
+    """tracking.uri, else $MLFLOW_TRACKING_URI, else an absolute sqlite store in the working directory."""
+    if cfg.uri:
+        return _absolute_sqlite(cfg.uri)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return _absolute_sqlite(os.environ["MLFLOW_TRACKING_URI"])
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _absolute_sqlite(uri: str) -> str:
+    # A relative sqlite path depends on the cwd of whoever reads it later; pin it now.
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(urlparse(uri).path) if uri.startswith("sqlite:") else None
+
+
+def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
+    """Point MLflow at the configured stores and get or create the experiment; returns (client, id).
+
+    A fresh sqlite store races when several processes create its tables or the same experiment at once
+    (parallel sweep jobs), so the first use is serialised with a file lock beside the database.
+    """
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    if cfg.registry_uri:
+        mlflow.set_registry_uri(cfg.registry_uri)
+    db = sqlite_path(uri)
+    lock: Any = nullcontext()
+    if db is not None:
+        from filelock import FileLock
+
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(db) + ".lock", timeout=120)
+    with lock:
+        client = MlflowClient(uri, cfg.registry_uri)
+        experiment_id = get_or_create_experiment(client, cfg, db)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return client, experiment_id
+
+
+def get_or_create_experiment(client: MlflowClient, cfg: TrackingConfig, db: Path | None) -> str:
+    experiment = client.get_experiment_by_name(cfg.experiment)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    location = cfg.artifact_location
+    if location is None and db is not None:
+        location = (db.parent / "mlruns").as_uri()  # artifacts beside the store, not in whatever cwd
+    try:
+        return client.create_experiment(cfg.experiment, artifact_location=location, tags=dict(cfg.experiment_tags))
+    except MlflowException as exc:
+        # Another process (or server client) created it between our lookup and create.
+        experiment = client.get_experiment_by_name(cfg.experiment)
+        if experiment is None:
+            raise
+        log.debug("experiment created concurrently: %s", exc)
+        return experiment.experiment_id
+
+
+@contextmanager
+def tracked_run(client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, str]) -> Iterator[Any]:
+    """An MLflow run that always ends with a terminal status: FINISHED, FAILED (traceback saved) or KILLED.
+
+    Under `mlflow run`, MLFLOW_RUN_ID names the run MLflow created; mlflow.start_run resumes it.
+    """
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        yield run
+    except KeyboardInterrupt:
+        _end(client, run_id, RunStatus.KILLED, "interrupted (SIGINT/SIGTERM)")
+        raise
+    except BaseException as exc:
+        _end(client, run_id, RunStatus.FAILED, traceback.format_exc(), exc)
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end(client: MlflowClient, run_id: str, status: int, detail: str, exc: BaseException | None = None) -> None:
+    try:
+        client.log_text(run_id, detail, "error/traceback.txt" if exc else "error/interrupted.txt")
+        if exc is not None:
+            message = f"{type(exc).__name__}: {exc}"[:TAG_VALUE_LIMIT]
+            client.set_tag(run_id, "mlproj.error", message)
+    except Exception as log_exc:  # never let reporting hide the original error
+        log.warning("could not save the error on run %s: %s", run_id, log_exc)
+    finally:
+        mlflow.end_run(RunStatus.to_string(status))
+
+
+# --- what a run records -------------------------------------------------------------------------------
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted keys -> string values; lists stay whole (as JSON), as MLflow params are flat strings."""
+    if isinstance(node, dict):
+        out: dict[str, str] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    value = json.dumps(node) if isinstance(node, list | tuple) else str(node)
+    if len(value) > PARAM_VALUE_LIMIT:
+        value = value[: PARAM_VALUE_LIMIT - 15] + "...[truncated]"
+    return {prefix.rstrip("."): value}
+
+
+def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str]) -> None:
+    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    params = [Param(k, v) for k, v in flatten(resolved).items()]
+    for start in range(0, len(params), 100):  # MLflow's batch limit
+        client.log_batch(run_id, params=params[start : start + 100])
+    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    client.log_text(run_id, "\n".join(overrides) + "\n", "config/overrides.txt")
+
+
+def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, str]:
+    tags = {
+        "mlproj.version": __version__,
+        "mlproj.overrides": json.dumps(overrides)[:TAG_VALUE_LIMIT],
+        "mlproj.command": shlex.join([_program(), *sys.argv[1:]])[:TAG_VALUE_LIMIT],
+    }
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["mlproj.git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
+    tags.update({k: str(v) for k, v in extra.items()})
+    return tags
+
+
+def _program() -> str:
+    name = Path(sys.argv[0]).name
+    return "python -m mlproj" if name == "__main__.py" else name
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
+def log_dataset(features: Any, target: Any, name: str, source: str) -> None:
+    """The training table as a run input with MLflow's digest (context: training)."""
+    from mlflow.data.pandas_dataset import from_pandas
+
+    from mlproj.packaging import integer_schema_hint_silenced
+
+    frame = features.copy()
+    frame[target.name] = target.to_numpy()
+    with integer_schema_hint_silenced():
+        dataset = from_pandas(frame, source=source if Path(source).exists() else None, targets=target.name, name=name)
+    mlflow.log_input(dataset, context="training", tags={"mlproj.source": source})

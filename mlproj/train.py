@@ -1,0 +1,142 @@
+"""The one path a run takes: validate → data → model → fit/test → MLflow run → packaged model.
+
+Everything that can be wrong with the config or the data is found before the first side effect (no
+experiment, run or file is created for a bad input). Heavy imports (Lightning, MLflow) come after that.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlproj import metrics
+from mlproj.config import check_config
+from mlproj.data.prepare import PreparedData, prepare, resolve_task
+from mlproj.data.sources import load_table
+from mlproj.validation import check_targets, check_task_metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    model_uri: str | None
+    task: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def validate(cfg: DictConfig) -> PreparedData:
+    """All startup checks, in layers: config alone, `_target_` signatures, then the data and its metrics."""
+    check_config(cfg)
+    check_targets(cfg)
+    table = load_table(cfg.data)
+    task = resolve_task(table, cfg.data)
+    check_task_metrics(cfg, task)
+    return prepare(table, task, cfg.data)
+
+
+def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | None = None) -> RunResult:
+    data = validate(cfg)
+
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from mlproj import packaging, tracking
+    from mlproj.data.batches import TensorBatches
+    from mlproj.task import TabularTask
+    from mlproj.training import RunLogger, build_trainer
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    pre, task = data.pre, data.task
+    client, experiment_id = tracking.connect(cfg.tracking)
+    tags = tracking.provenance_tags(
+        overrides or [],
+        {
+            **cfg.tracking.tags,
+            "mlproj.task": task,
+            "mlproj.data.name": data.table.name,
+            "mlproj.data.source": data.table.source,
+        },
+    )
+    with tracking.tracked_run(client, experiment_id, cfg.tracking.run_name, tags) as active:
+        run_id = active.info.run_id
+        tracking.log_config(client, run_id, cfg, overrides or [])
+        tracking.log_dataset(data.table.features, data.table.target, data.table.name, data.table.source)
+        if data.table.dropped_target_rows:
+            client.log_metric(run_id, "data_dropped_target_rows", data.table.dropped_target_rows)
+
+        network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
+        scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+        module = TabularTask(
+            network,
+            task,
+            data.num_classes,
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=scheduler,
+            monitor=cfg.trainer.monitor,
+            target_mean=pre.target_mean,
+            target_std=pre.target_std,
+        )
+        loaders = {
+            name: TensorBatches(
+                torch.from_numpy(split.x),
+                torch.from_numpy(split.y),
+                cfg.data.batch_size,
+                shuffle=name == "train" and cfg.data.shuffle,
+                seed=cfg.seed,
+            )
+            for name, split in data.splits.items()
+        }
+        run_logger = RunLogger(client, run_id)
+        work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
+        trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints")
+        try:
+            trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+        except SystemExit as exc:
+            if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1)
+                raise tracking.Interrupted() from exc
+            raise
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
+        trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
+        run_logger.flush()
+        results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+
+        model_uri = None
+        if cfg.tracking.log_model:
+            model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+            model_cfg = {k: v for k, v in model_cfg.items() if k == "_target_" or not k.startswith("_")}
+            info = packaging.log_model(module.model.cpu(), model_cfg, pre, data.splits["train"].raw)
+            model_uri = info.model_uri
+            client.set_tag(run_id, "mlproj.model_uri", model_uri)
+
+    result = RunResult(run_id, experiment_id, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
+    print_summary(result, cfg)
+    return result
+
+
+def print_summary(result: RunResult, cfg: DictConfig) -> None:
+    main = metrics.main_metric(result.task)
+    lines = [
+        "",
+        f"mlproj: run {result.run_id} FINISHED in experiment {cfg.tracking.experiment!r} (id {result.experiment_id})",
+    ]
+    for name in sorted(result.metrics):
+        marker = "  <- main metric" if name == main else ""
+        lines.append(f"  {name:<16} {result.metrics[name]:.6g}{marker}")
+    if result.model_uri:
+        lines.append(f"  model: {result.model_uri}  (mlflow.pyfunc.load_model(...).predict(raw_rows))")
+    uri = result.tracking_uri
+    ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}"
+    lines.append(f"  see it: {ui}")
+    print("\n".join(lines), flush=True)

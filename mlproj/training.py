@@ -1,0 +1,116 @@
+"""The Lightning Trainer: accelerator and devices, early stopping, best checkpoint, and the MLflow logger."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import Logger
+from pytorch_lightning.utilities import rank_zero_only
+
+from mlproj import metrics
+from mlproj.config import Accelerator, TrainerConfig
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_lightning() -> None:
+    """Drop Lightning's advertising and notices that do not apply to mlproj's batching."""
+    noise = ("💡 Tip", "was configured so 100%", "`isinstance(treespec, LeafSpec)`")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in noise)
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(keep)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+_quiet_lightning()
+
+
+class RunLogger(Logger):
+    """Logs Lightning's metrics into the run mlproj already started, asynchronously.
+
+    Written instead of using Lightning's MLFlowLogger, which ignores the active run and MLFLOW_RUN_ID,
+    marks the run terminated itself at the end of fit, and cuts params to 250 characters. mlproj owns the
+    run's lifecycle (tracking.tracked_run); this only forwards metrics, with the epoch as the step.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        super().__init__()
+        self.client, self.run_id = client, run_id
+        self._pending: list[Any] = []
+
+    @property
+    def name(self) -> str:
+        return "mlflow"
+
+    @property
+    def version(self) -> str:
+        return self.run_id
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Params are the resolved config, logged once by tracking.log_config."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        values = dict(metrics)
+        epoch = int(values.pop("epoch", step or 0))
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, epoch) for k, v in values.items()]
+        if batch:
+            self._pending.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Wait for the asynchronous writes, so the run holds every metric before it ends."""
+        for operation in self._pending:
+            operation.wait()
+        self._pending.clear()
+
+
+def build_trainer(cfg: TrainerConfig, task: str, run_logger: Logger, checkpoint_dir: Path) -> pl.Trainer:
+    monitor = cfg.monitor
+    mode = metrics.mode(monitor, task)
+    checkpoint = ModelCheckpoint(
+        dirpath=str(checkpoint_dir), filename="best", monitor=monitor, mode=mode, save_last=True
+    )
+    callbacks: list[pl.Callback] = [checkpoint]
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+    devices = list(cfg.devices) if OmegaConf.is_list(cfg.devices) else cfg.devices
+    return pl.Trainer(
+        accelerator=Accelerator(cfg.accelerator).value,
+        devices=devices,
+        precision=cfg.precision,
+        max_epochs=cfg.max_epochs,
+        min_epochs=cfg.min_epochs,
+        gradient_clip_val=cfg.gradient_clip_val,
+        deterministic=cfg.deterministic,
+        fast_dev_run=cfg.fast_dev_run,
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        limit_test_batches=cfg.limit_test_batches,
+        overfit_batches=cfg.overfit_batches,
+        enable_progress_bar=sys.stderr.isatty() if cfg.progress_bar is None else cfg.progress_bar,
+        log_every_n_steps=1,  # metrics are epoch-level; this only silences a warning on short epochs
+        enable_model_summary=cfg.model_summary,
+        logger=run_logger,
+        callbacks=callbacks,
+        default_root_dir=str(checkpoint_dir.parent),
+        num_sanity_val_steps=0,
+    )
