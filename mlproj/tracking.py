@@ -9,11 +9,11 @@ import shlex
 import subprocess
 import sys
 import traceback
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow.entities import Param, RunStatus
@@ -52,7 +52,8 @@ def _absolute_sqlite(uri: str) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    return Path(urlparse(uri).path) if uri.startswith("sqlite:") else None
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
@@ -160,7 +161,7 @@ def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, st
     tags = {
         "mlproj.version": __version__,
         "mlproj.overrides": json.dumps(overrides)[:TAG_VALUE_LIMIT],
-        "mlproj.command": shlex.join([_program(), *sys.argv[1:]])[:TAG_VALUE_LIMIT],
+        "mlproj.command": " ".join([_program(), shlex.join(sys.argv[1:])]).strip()[:TAG_VALUE_LIMIT],
     }
     commit = _git("rev-parse", "HEAD")
     if commit:
@@ -191,6 +192,8 @@ def log_dataset(features: Any, target: Any, name: str, source: str) -> None:
 
     frame = features.copy()
     frame[target.name] = target.to_numpy()
-    with integer_schema_hint_silenced():
+    with integer_schema_hint_silenced(), warnings.catch_warnings():
+        # MLflow registers its local-file source twice and warns that a path is ambiguous between them.
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
         dataset = from_pandas(frame, source=source if Path(source).exists() else None, targets=target.name, name=name)
-    mlflow.log_input(dataset, context="training", tags={"mlproj.source": source})
+        mlflow.log_input(dataset, context="training", tags={"mlproj.source": source})  # infers the schema

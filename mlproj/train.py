@@ -7,6 +7,7 @@ experiment, run or file is created for a bad input). Heavy imports (Lightning, M
 from __future__ import annotations
 
 import logging
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +101,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
         run_logger = RunLogger(client, run_id)
         work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
         trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints")
+        sigint = signal.getsignal(signal.SIGINT)
         try:
             trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
         except SystemExit as exc:
             if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1)
                 raise tracking.Interrupted() from exc
             raise
+        finally:
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
         trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)

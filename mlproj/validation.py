@@ -64,6 +64,9 @@ def check_target(node: Any, key: str) -> None:
             raise ConfigError(f"{key}.{name} is not a parameter of {target}; parameters: {', '.join(settable)}")
         if name in injected:
             raise ConfigError(f"{key}.{name} is set by mlproj; do not set it in the config")
+    takes = [n for n in sorted(injected) if n not in params and not open_kwargs]
+    if takes:
+        raise ConfigError(f"{key}._target_={target!r} must accept {', '.join(takes)} (passed by mlproj)")
     missing = [
         n for n in accepted if params[n].default is inspect.Parameter.empty and n not in given and n not in injected
     ]

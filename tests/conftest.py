@@ -1,0 +1,97 @@
+"""Shared fixtures: configs composed in-process, a real sqlite MLflow store per test, small real tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mlproj.config import config_dir
+
+# Tiny, fast training for every in-process run: the whole path, a few batches.
+QUICK = [
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "trainer.progress_bar=false",
+    "trainer.model_summary=false",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+]
+
+
+@pytest.fixture
+def make_cfg() -> Callable[..., DictConfig]:
+    def _compose(*overrides: str) -> DictConfig:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A real, fresh sqlite MLflow store in tmp_path (absolute URI)."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield
+    import mlflow
+
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+def houses_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A real-looking table: an ID column, string categoricals with gaps, numeric gaps, two targets."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame(
+        {
+            "house_id": [f"H{i:05d}" for i in range(rows)],
+            "area": rng.normal(120, 30, rows).round(1),
+            "rooms": rng.integers(1, 7, rows),
+            "city": rng.choice(["paris", "lyon", "nice", None], rows, p=[0.4, 0.3, 0.2, 0.1]),
+            "heating": rng.choice(["gas", "electric", "heat pump"], rows),
+        }
+    )
+    df.loc[rng.choice(rows, rows // 10, replace=False), "area"] = np.nan
+    city_premium = df["city"].map({"paris": 80000, "lyon": 30000, "nice": 50000}).fillna(0)
+    price = 2000 * df["area"].fillna(120) + 15000 * df["rooms"] + city_premium + rng.normal(0, 8000, rows)
+    df["price"] = price.round(0)
+    df["segment"] = np.where(price > price.median(), "premium", "standard")
+    return df
+
+
+@pytest.fixture
+def houses_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "houses.csv"
+    houses_frame().to_csv(path, index=False)
+    return path
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """`python -m mlproj ARGS` as a user types it, in its own process."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "mlproj", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

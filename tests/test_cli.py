@@ -1,0 +1,88 @@
+"""The commands users type, each in its own process: `python -m mlproj ...` and the `mlproj` script."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_job_tracks_one_finished_run(tmp_path):
+    out = run_cli("debug=quick", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "mlflow.db").exists() and (tmp_path / "mlruns").is_dir()
+    assert "FINISHED" in out.stdout and "test_rmse" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlproj.command"] == "python -m mlproj debug=quick"
+    assert run.data.tags["mlproj.overrides"] == '["debug=quick"]'
+    assert run.data.tags["mlproj.model_uri"].startswith("models:/")
+
+
+def test_csv_job_predicts_raw_rows_of_the_file(tmp_path, houses_csv):
+    out = run_cli("data=csv", f"data.path={houses_csv.name}", "data.target=price", "debug=quick", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = mlflow.search_runs(experiment_names=["mlproj"], output_format="list")
+    assert run.data.tags["mlproj.task"] == "regression"
+    assert "ID-like" in out.stderr + out.stdout  # house_id is dropped with a warning
+    model = mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"])
+    rows = pd.read_csv(houses_csv).drop(columns=["price"]).head(10)
+    assert model.predict(rows)["prediction"].notna().all()
+
+
+BAD = [
+    (["data=nope"], "Available options in 'data'"),
+    (["model=transformer"], "Available options in 'model'"),
+    (["trainer.max_epochz=3"], "Key 'max_epochz' not in 'TrainerConfig'"),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs"),
+    (["trainer.accelerator=tpu"], "expected one of [auto, cpu, gpu, cuda, mps]"),
+    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be >= 1"),
+    (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),
+    (["data=csv"], "data.path and data.target are required for data=csv"),
+    (["data=csv", "data.path=missing.csv", "data.target=y"], "data.path='missing.csv': no such file"),
+    (["data=csv", "data.path=houses.csv", "data.target=prize"], "is not a column of houses.csv; columns: house_id"),
+    (["data=csv", "data.path=empty.csv", "data.target=y"], "holds no rows"),
+    (["++registry.thresholds.test_accuracy=0.9"], "choose one of: val_loss"),
+    (["++registry.thresholds.test_r2=high"], "is not a condition"),
+    (["trainer.monitor=val_accuracy"], "trainer.monitor: 'val_accuracy' is not a metric of a regression run"),
+    (["model.activation=swish"], "model.activation='swish'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_clear_message_and_creates_nothing(tmp_path, houses_csv, args, message):
+    (tmp_path / "empty.csv").write_text("y,x\n")
+    out = run_cli(*args, cwd=tmp_path)
+    text = out.stderr + out.stdout
+    assert out.returncode != 0
+    assert message in text, text
+    assert "Traceback" not in text
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_full_error_shows_the_traceback(tmp_path):
+    out = run_cli("optimizer.lr=0", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert out.returncode != 0 and "Traceback" in out.stderr and "ConfigError" in out.stderr
+
+
+def test_help_and_cfg_answer_without_training(tmp_path):
+    out = run_cli("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    assert "data: breast_cancer, csv, diabetes, digits, synthetic, wine" in out.stdout
+    assert "trainer: auto, cpu, gpu" in out.stdout
+    script = Path(sys.executable).parent / "mlproj"
+    import subprocess
+
+    cfg = subprocess.run([str(script), "--cfg", "job", "data=wine"], cwd=tmp_path, capture_output=True, text=True)
+    assert cfg.returncode == 0 and "source: wine" in cfg.stdout
+    assert not (tmp_path / "mlflow.db").exists()

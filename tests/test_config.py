@@ -1,0 +1,137 @@
+"""Composition of every config option, and the startup checks that refuse bad values by key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+from mlproj.config import ConfigError, check_config, config_dir
+from mlproj.validation import check_targets
+
+GROUPS = sorted(p.name for p in Path(config_dir()).iterdir() if p.is_dir())
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option",
+    [(g, o) for g in GROUPS for o in options(g)],
+)
+def test_every_option_composes_and_validates(make_cfg, group, option):
+    extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
+    extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
+    cfg = make_cfg(f"{group}={option}", *extra)
+    check_config(cfg)
+    check_targets(cfg)
+
+
+def test_groups_are_the_documented_ones():
+    assert GROUPS == [
+        "data",
+        "debug",
+        "experiment",
+        "model",
+        "optimizer",
+        "registry",
+        "scheduler",
+        "tracking",
+        "trainer",
+    ]
+    assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "synthetic", "wine"]
+    assert options("model") == ["linear", "mlp"]
+    assert options("optimizer") == ["adam", "adamw", "sgd"]
+    assert options("scheduler") == ["cosine", "none", "plateau"]
+    assert options("trainer") == ["auto", "cpu", "gpu"]
+    assert options("tracking") == ["databricks", "local", "server"]
+
+
+def test_defaults(make_cfg):
+    cfg = make_cfg()
+    assert cfg.data.source.value == "diabetes"
+    assert cfg.model._target_ == "mlproj.models.MLP"
+    assert cfg.optimizer._partial_ is True
+    assert not cfg.scheduler
+    assert cfg.trainer.accelerator.value == "auto"
+    assert cfg.tracking.backend.value == "local" and cfg.tracking.uri is None
+
+
+def test_threshold_override_syntax(make_cfg):
+    cfg = make_cfg("++registry.thresholds.test_r2=0.4", '++registry.thresholds.test_rmse="<60"')
+    assert cfg.registry.thresholds == {"test_r2": 0.4, "test_rmse": "<60"}
+
+
+def test_experiment_preset_overrides_groups(make_cfg):
+    cfg = make_cfg("experiment=diabetes_mlp")
+    assert cfg.optimizer._target_ == "torch.optim.AdamW"
+    assert cfg.scheduler.T_max == cfg.trainer.max_epochs == 150
+    assert cfg.trainer.monitor == "val_rmse"
+
+
+@pytest.mark.parametrize(
+    "override,error",
+    [
+        ("data=nope", ConfigCompositionException),
+        ("trainer.max_epochz=3", ConfigCompositionException),
+        ("trainer.max_epochs=abc", ConfigCompositionException),
+        ("trainer.accelerator=tpu", ConfigCompositionException),
+    ],
+)
+def test_schema_refuses_at_composition(make_cfg, override, error):
+    with pytest.raises(error) as info:
+        make_cfg(override)
+    cause = info.value.__cause__
+    assert cause is None or isinstance(cause, ConfigKeyError | ValidationError | Exception)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be >= 1"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be >= 1"),
+        (["trainer.min_epochs=5", "trainer.max_epochs=2"], "trainer.min_epochs=5 exceeds"),
+        (["trainer.precision=8"], "trainer.precision='8' is not valid; choose one of: 32-true"),
+        (["trainer.devices=[-1]"], "trainer.devices"),
+        (["trainer.devices=0"], "trainer.devices=0"),
+        (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
+        (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be between 0 and 1"),
+        (["data.val_fraction=0.5", "data.test_fraction=0.45"], "at least 10% for training"),
+        (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
+        (["data=csv"], "data.path and data.target are required for data=csv"),
+        (["data=csv", "data.path=a.csv"], "data.path and data.target are required"),
+        (["tracking=server"], "tracking.uri is required for tracking=server"),
+        (["tracking.experiment= "], "tracking.experiment must not be empty"),
+        (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),
+        (["optimizer.lr=-0.1"], "optimizer.lr=-0.1 must be > 0"),
+        (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1 must be >= 0"),
+        (["+model.dropuot=0.1"], "model.dropuot is not a parameter of mlproj.models.MLP; parameters: hidden_sizes"),
+        (["model.activation=swish"], "model.activation='swish': Input should be 'relu'"),
+        (["model.hidden_sizes=[a]"], "model.hidden_sizes=['a']"),
+        (["model._target_=nowhere.Model"], "model._target_='nowhere.Model' cannot be imported"),
+        (["+optimizer.betas_typo=1"], "optimizer.betas_typo is not a parameter of torch.optim.Adam"),
+        (["+model.in_features=3"], "model.in_features is set by mlproj"),
+    ],
+)
+def test_cross_field_checks_name_the_key(make_cfg, overrides, message):
+    cfg = make_cfg(*overrides)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+        check_targets(cfg)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_user_module_through_target(make_cfg):
+    # Any importable nn.Module taking in_features/out_features works, with its own keys checked.
+    cfg = make_cfg("model=linear", "model._target_=torch.nn.Bilinear")
+    with pytest.raises(ConfigError, match="must accept in_features \\(passed by mlproj\\)"):
+        check_targets(cfg)
+    cfg = make_cfg("model=linear", "model._target_=tests.models.NeedsWidth")
+    with pytest.raises(ConfigError, match=r"model is missing required value.*: width"):
+        check_targets(cfg)
+    cfg = make_cfg("model=linear", "+model.bias=false")
+    check_targets(cfg)

@@ -1,0 +1,195 @@
+"""Sources, the train/val/test split, and fitted preprocessing with a JSON state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlproj.config import ConfigError, DataConfig, Source, TaskKind
+from mlproj.data.prepare import prepare, resolve_task
+from mlproj.data.preprocess import InputError, Preprocessor, infer_task
+from mlproj.data.sources import load_table
+from tests.conftest import houses_frame
+
+
+def csv_config(path, target, **kw) -> DataConfig:
+    return DataConfig(source=Source.csv, path=str(path), target=target, **kw)
+
+
+@pytest.mark.parametrize(
+    "source,task,rows,classes",
+    [
+        (Source.diabetes, "regression", 442, 0),
+        (Source.breast_cancer, "classification", 569, 2),
+        (Source.wine, "classification", 178, 3),
+        (Source.digits, "classification", 1797, 10),
+    ],
+)
+def test_bundled_sets(source, task, rows, classes):
+    cfg = DataConfig(source=source)
+    table = load_table(cfg)
+    assert len(table.features) == rows
+    data = prepare(table, resolve_task(table, cfg), cfg)
+    assert data.task == task and data.num_classes == classes
+    sizes = {k: len(s.y) for k, s in data.splits.items()}
+    assert sum(sizes.values()) == rows
+    assert sizes["val"] == pytest.approx(0.15 * rows, abs=2) and sizes["test"] == pytest.approx(0.15 * rows, abs=2)
+
+
+def test_synthetic_is_configurable():
+    cfg = DataConfig(source=Source.synthetic, rows=300, features=7, synthetic_task=TaskKind.classification, classes=3)
+    table = load_table(cfg)
+    assert table.features.shape == (300, 7)
+    data = prepare(table, resolve_task(table, cfg), cfg)
+    assert data.task == "classification" and data.num_classes == 3 and data.pre.num_outputs == 3
+
+
+def test_split_is_reproducible_and_stratified(houses_csv):
+    cfg = csv_config(houses_csv, "segment")
+    table = load_table(cfg)
+    a = prepare(table, "classification", cfg)
+    b = prepare(load_table(cfg), "classification", cfg)
+    assert a.splits["test"].raw.equals(b.splits["test"].raw)
+    for split in a.splits.values():  # both classes in each split, near the overall 50/50
+        assert split.raw_target.value_counts(normalize=True).min() > 0.4
+    c = prepare(load_table(cfg), "classification", DataConfig(**{**cfg.__dict__, "split_seed": 7}))
+    assert not a.splits["test"].raw.equals(c.splits["test"].raw)
+
+
+def test_preprocessing_is_fitted_on_the_training_split_only(houses_csv):
+    cfg = csv_config(houses_csv, "price", exclude=["segment"])
+    data = prepare(load_table(cfg), "regression", cfg)
+    area = next(c for c in data.pre.numeric if c.name == "area")
+    train_area = data.splits["train"].raw["area"]
+    assert area.mean == pytest.approx(train_area.mean()) and area.fill == pytest.approx(train_area.median())
+    assert data.pre.target_mean == pytest.approx(data.splits["train"].raw_target.mean())
+    # standardised on train: mean 0, std 1 there, not exactly elsewhere
+    x = data.splits["train"].x[:, 0]
+    assert abs(x.mean()) < 0.05 and abs(x.std() - 1) < 0.1
+
+
+def test_columns_by_kind_and_id_like_column_dropped(houses_csv, caplog):
+    cfg = csv_config(houses_csv, "price", exclude=["segment"])
+    with caplog.at_level("WARNING"):
+        data = prepare(load_table(cfg), "regression", cfg)
+    pre = data.pre
+    assert [c.name for c in pre.numeric] == ["area", "rooms"]
+    assert [c.name for c in pre.categorical] == ["city", "heating"]
+    assert "house_id" in pre.dropped and "ID-like" in pre.dropped["house_id"]
+    assert "house_id" in caplog.text
+    # 2 numeric + city (3 values + other + missing) + heating (3 + 2)
+    assert pre.num_features == 2 + 5 + 5 == data.splits["train"].x.shape[1]
+    assert data.splits["train"].x.dtype == np.float32 and not np.isnan(data.splits["train"].x).any()
+
+
+def test_unseen_and_missing_categories_have_their_slots():
+    frame = pd.DataFrame({"c": ["a", "b", "a", None, "b", "a"], "n": [1.0, 2, 3, 4, 5, 6]})
+    pre = Preprocessor.fit(frame, pd.Series([1.0, 2, 3, 4, 5, 6]), "regression")
+    out = pre.transform(pd.DataFrame({"c": ["a", "zzz", None], "n": [np.nan, 2, 3]}))
+    city = out[:, 1:]  # slots: a, b, other, missing
+    assert city.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    assert out[0, 0] == pytest.approx((3.5 - 3.5) / np.std([1, 2, 3, 4, 5, 6]))  # NaN -> train median
+
+
+def test_rare_categories_fold_into_other():
+    frame = pd.DataFrame({"c": list("aaaabbbcd"), "n": range(9)})
+    pre = Preprocessor.fit(frame, pd.Series(range(9), dtype=float), "regression", max_categories=2)
+    assert pre.categorical[0].categories == ["a", "b"]
+
+
+def test_constant_and_all_missing_columns_are_dropped():
+    frame = pd.DataFrame({"k": [1] * 6, "gone": [np.nan] * 6, "s": ["x"] * 6, "n": range(6)})
+    pre = Preprocessor.fit(frame, pd.Series(range(6), dtype=float), "regression")
+    assert pre.input_columns == ["n"]
+    assert pre.dropped == {"k": "constant", "gone": "all values missing", "s": "constant"}
+
+
+def test_predict_time_input_errors_are_clear():
+    frame = pd.DataFrame({"c": ["a", "b"] * 3, "n": [1.0, 2, 3, 4, 5, 6]})
+    pre = Preprocessor.fit(frame, pd.Series([0, 1] * 3), "classification")
+    with pytest.raises(InputError, match=r"missing columns \['n'\]"):
+        pre.transform(pd.DataFrame({"c": ["a"]}))
+    with pytest.raises(InputError, match="column 'n' must be numeric; got 'lots'"):
+        pre.transform(pd.DataFrame({"c": ["a"], "n": ["lots"]}))
+    assert pre.transform(pd.DataFrame({"c": ["a"], "n": ["2.5"]})).shape == (1, 5)  # numeric strings parse
+
+
+def test_state_is_plain_json_and_round_trips(houses_csv):
+    cfg = csv_config(houses_csv, "segment", exclude=["price"])
+    data = prepare(load_table(cfg), "classification", cfg)
+    state = json.loads(json.dumps(data.pre.to_dict()))
+    again = Preprocessor.from_dict(state)
+    raw = data.splits["test"].raw
+    assert np.array_equal(again.transform(raw), data.pre.transform(raw))
+    assert again.labels == ["premium", "standard"]
+
+
+@pytest.mark.parametrize(
+    "values,task",
+    [
+        ([1.5, 2.25, 3.0, 4.1], "regression"),
+        ([0, 1, 1, 0], "classification"),
+        ([0.0, 1.0, 2.0, 1.0], "classification"),
+        (["yes", "no", "no", "yes"], "classification"),
+        ([True, False, True, False], "classification"),
+        (list(range(100)), "regression"),
+    ],
+)
+def test_task_inference(values, task):
+    assert infer_task(pd.Series(values)) == task
+
+
+def test_explicit_task_wins(houses_csv):
+    cfg = csv_config(houses_csv, "rooms", task=TaskKind.regression)
+    assert resolve_task(load_table(cfg), cfg) == "regression"
+    cfg = csv_config(houses_csv, "rooms")
+    assert resolve_task(load_table(cfg), cfg) == "classification"  # 6 integer values
+
+
+def test_rows_without_target_are_dropped_and_counted(tmp_path):
+    frame = houses_frame(100)
+    frame.loc[:4, "price"] = np.nan
+    path = tmp_path / "gaps.parquet"
+    frame.to_parquet(path)
+    table = load_table(csv_config(path, "price"))
+    assert len(table.target) == 95 and table.dropped_target_rows == 5
+
+
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_text(""), "could not be read"),
+        (lambda p: p.write_text("a,b\n"), "holds no rows"),
+        (lambda p: p.write_text("a,b\n1,2\n3,4\n"), "data.target='price' is not a column of bad.csv; columns: a, b"),
+        (lambda p: p.write_text("a,price\n1,\n2,\n"), "has no values"),
+    ],
+)
+def test_bad_files_are_named(tmp_path, setup, message):
+    path = tmp_path / "bad.csv"
+    setup(path)
+    with pytest.raises(ConfigError, match=message):
+        load_table(csv_config(path, "price"))
+
+
+def test_single_class_and_non_numeric_regression_are_refused(tmp_path):
+    frame = houses_frame(50)
+    frame["one"] = "only"
+    path = tmp_path / "h.csv"
+    frame.to_csv(path, index=False)
+    cfg = csv_config(path, "one")
+    with pytest.raises(ConfigError, match="single class"):
+        prepare(load_table(cfg), "classification", cfg)
+    cfg = csv_config(path, "segment", task=TaskKind.regression)
+    with pytest.raises(ConfigError, match="needs a numeric target"):
+        prepare(load_table(cfg), resolve_task(load_table(cfg), cfg), cfg)
+
+
+def test_include_exclude(houses_csv):
+    table = load_table(csv_config(houses_csv, "price", include=["area", "city"]))
+    assert list(table.features.columns) == ["area", "city"]
+    with pytest.raises(ConfigError, match=r"data.exclude names unknown columns \['nope'\]"):
+        load_table(csv_config(houses_csv, "price", exclude=["nope"]))

@@ -1,0 +1,172 @@
+"""The whole path in-process against a real sqlite MLflow store: one run, its records, its model, its status."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import accuracy_score, r2_score
+
+from mlproj.config import ConfigError
+from mlproj.train import run
+from tests.conftest import QUICK
+
+
+def runs_of(store: str, experiment: str) -> list:
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+def test_regression_run_records_everything(make_cfg, store, tmp_path):
+    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "tracking.experiment=e2e", "trainer.max_epochs=4")
+    result = run(cfg, ["trainer.max_epochs=4"], tmp_path / "out")
+
+    (only,) = runs_of(store, "e2e")
+    assert only.info.run_id == result.run_id and only.info.status == "FINISHED"
+    data = only.data
+    for name in ("train_loss", "val_loss", "val_rmse", "val_r2", "test_mse", "test_rmse", "test_mae", "test_r2"):
+        assert name in data.metrics, name
+    history = MlflowClient(store).get_metric_history(result.run_id, "val_rmse")
+    assert [m.step for m in history] == [0, 1, 2, 3]  # one point per epoch, the epoch as the step
+    assert data.metrics["test_rmse"] == pytest.approx(np.sqrt(data.metrics["test_mse"]), rel=1e-4)
+    assert data.params["model.hidden_sizes"] == "[128, 64]"
+    assert data.params["optimizer.lr"] == "0.001" and data.params["data.source"] == "diabetes"
+    assert data.tags["mlproj.task"] == "regression"
+    assert data.tags["mlproj.data.source"] == "sklearn.datasets.load_diabetes"
+    assert data.tags["mlproj.overrides"] == '["trainer.max_epochs=4"]'
+    assert data.tags["mlproj.version"]
+    artifacts = {a.path for a in MlflowClient(store).list_artifacts(result.run_id, "config")}
+    assert artifacts == {"config/config.yaml", "config/overrides.txt"}
+    (dataset,) = only.inputs.dataset_inputs
+    assert dataset.dataset.name == "diabetes" and dataset.dataset.digest
+    assert {t.key: t.value for t in dataset.tags}["mlflow.data.context"] == "training"
+
+    # The logged model reproduces the logged test metric from raw rows: best checkpoint, original units.
+    from sklearn.datasets import load_diabetes
+
+    from mlproj.data.prepare import prepare, resolve_task
+    from mlproj.data.sources import load_table
+
+    table = load_table(cfg.data)
+    test = prepare(table, resolve_task(table, cfg.data), cfg.data).splits["test"]
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    predicted = model.predict(test.raw)["prediction"]
+    assert r2_score(test.raw_target, predicted) == pytest.approx(data.metrics["test_r2"], abs=1e-4)
+    assert list(model.metadata.get_input_schema().input_names()) == list(load_diabetes(as_frame=True).data.columns)
+
+
+def test_csv_classification_round_trip_from_raw_rows(make_cfg, store, houses_csv, tmp_path):
+    cfg = make_cfg(
+        *QUICK,
+        f"tracking.uri='{store}'",
+        "data=csv",
+        f"data.path='{houses_csv}'",
+        "data.target=segment",
+        "data.exclude=[price]",
+        "trainer.max_epochs=6",
+        "trainer.limit_train_batches=1.0",
+    )
+    result = run(cfg, [], tmp_path / "out")
+    assert result.task == "classification"
+    model = mlflow.pyfunc.load_model(result.model_uri)
+
+    raw = pd.read_csv(houses_csv)  # the file's raw rows: strings, gaps, an ID column, even the target
+    out = model.predict(raw)
+    assert set(out["prediction"]) <= {"premium", "standard"}
+    assert accuracy_score(raw["segment"], out["prediction"]) > 0.6
+    probs = model.predict(raw.head(20), params={"probabilities": True})
+    assert list(probs.columns) == ["prediction", "probability_premium", "probability_standard"]
+    assert np.allclose(probs[["probability_premium", "probability_standard"]].sum(axis=1), 1.0)
+
+    from mlproj.data.prepare import prepare
+    from mlproj.data.sources import load_table
+
+    test = prepare(load_table(cfg.data), "classification", cfg.data).splits["test"]
+    logged = runs_of(store, "mlproj")[0].data.metrics["test_accuracy"]
+    assert accuracy_score(test.raw_target, model.predict(test.raw)["prediction"]) == pytest.approx(logged, abs=1e-6)
+
+
+def test_multiclass_with_scheduler(make_cfg, store, tmp_path):
+    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "data=wine", "scheduler=plateau", "trainer.monitor=val_f1")
+    result = run(cfg, [], tmp_path / "out")
+    assert {"test_accuracy", "test_f1", "test_precision", "test_recall", "test_auroc"} <= set(result.metrics)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    from sklearn.datasets import load_wine
+
+    out = model.predict(load_wine(as_frame=True).data.head(5), params={"probabilities": True})
+    assert set(out["prediction"]) <= {0, 1, 2} and out.shape == (5, 4)
+
+
+def test_exception_ends_the_run_failed_with_traceback(make_cfg, store, tmp_path):
+    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "model._target_=tests.models.FailsAtStep")
+    with pytest.raises(RuntimeError, match="boom"):
+        run(cfg, [], tmp_path / "out")
+    (failed,) = runs_of(store, "mlproj")
+    assert failed.info.status == "FAILED"
+    assert "RuntimeError: boom" in failed.data.tags["mlproj.error"]
+    text = Path(mlflow.artifacts.download_artifacts(run_id=failed.info.run_id, artifact_path="error/traceback.txt"))
+    assert "Traceback" in text.read_text() and "boom" in text.read_text()
+
+
+def test_ctrl_c_ends_the_run_killed(make_cfg, store, tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    cfg = make_cfg(
+        *QUICK,
+        f"tracking.uri='{store}'",
+        "model=linear",
+        "model._target_=tests.models.FailsAtStep",
+        "+model.interrupt=true",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, [], tmp_path / "out")
+    (killed,) = runs_of(store, "mlproj")
+    assert killed.info.status == "KILLED"
+    assert signal.getsignal(signal.SIGINT) == before  # Lightning's SIG_IGN is undone
+
+
+def test_bad_input_creates_no_store_and_no_run(make_cfg, tmp_path):
+    db = tmp_path / "fresh" / "mlflow.db"
+    cfg = make_cfg(*QUICK, f"tracking.uri='sqlite:///{db}'", "++registry.thresholds.test_accuracy=0.9")
+    with pytest.raises(ConfigError, match="test_accuracy"):
+        run(cfg, [], tmp_path / "out")
+    assert not db.exists() and not db.parent.exists()
+
+
+def test_env_tracking_uri_and_artifacts_beside_the_store(make_cfg, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "stores"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{elsewhere / 'team.db'}")
+    result = run(make_cfg(*QUICK, "model=linear"), [], tmp_path / "out")
+    assert result.tracking_uri == f"sqlite:///{elsewhere / 'team.db'}"
+    exp = MlflowClient(result.tracking_uri).get_experiment(result.experiment_id)
+    assert exp.artifact_location == (elsewhere / "mlruns").as_uri()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def _connect(uri: str, queue) -> None:
+    from mlproj.config import TrackingConfig
+    from mlproj.tracking import connect
+
+    queue.put(connect(TrackingConfig(uri=uri, experiment="race"))[1])
+
+
+def test_parallel_first_use_of_a_fresh_store_makes_one_experiment(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'race.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_connect, args=(uri, queue)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    ids = {queue.get() for _ in procs}
+    assert len(ids) == 1
+    names = [e.name for e in MlflowClient(uri).search_experiments()]
+    assert sorted(names) == ["Default", "race"]
