@@ -136,7 +136,8 @@ def signature(example: pd.DataFrame, predictor: TabularPredictor) -> Any:
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     columns = [ColSpec(_mlflow_type(example[name]), name) for name in example.columns]
-    outputs = infer_signature(example, predictor.predict(example)).outputs
+    with integer_schema_hint_silenced():
+        outputs = infer_signature(example, predictor.predict(example)).outputs
     params = None
     if predictor.pre.task != REGRESSION:
         params = ParamSchema([ParamSpec(PROBABILITIES_PARAM, "boolean", False)])

@@ -75,7 +75,11 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
         lock = FileLock(str(db) + ".lock", timeout=120)
     with lock:
         client = MlflowClient(uri, cfg.registry_uri)
-        experiment_id = get_or_create_experiment(client, cfg, db)
+        launched = os.environ.get("MLFLOW_RUN_ID")  # `mlflow run` created the run, in its experiment
+        if launched:
+            experiment_id = client.get_run(launched).info.experiment_id
+        else:
+            experiment_id = get_or_create_experiment(client, cfg, db)
     mlflow.set_experiment(experiment_id=experiment_id)
     return client, experiment_id
 

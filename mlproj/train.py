@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunResult:
     run_id: str
-    experiment_id: str
+    experiment: str
     tracking_uri: str
     metrics: dict[str, float]
     model_uri: str | None
@@ -124,17 +124,15 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
             model_uri = info.model_uri
             client.set_tag(run_id, "mlproj.model_uri", model_uri)
 
-    result = RunResult(run_id, experiment_id, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
-    print_summary(result, cfg)
+    experiment = client.get_experiment(experiment_id).name
+    result = RunResult(run_id, experiment, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
+    print_summary(result)
     return result
 
 
-def print_summary(result: RunResult, cfg: DictConfig) -> None:
+def print_summary(result: RunResult) -> None:
     main = metrics.main_metric(result.task)
-    lines = [
-        "",
-        f"mlproj: run {result.run_id} FINISHED in experiment {cfg.tracking.experiment!r} (id {result.experiment_id})",
-    ]
+    lines = ["", f"mlproj: run {result.run_id} FINISHED in experiment {result.experiment!r}"]
     for name in sorted(result.metrics):
         marker = "  <- main metric" if name == main else ""
         lines.append(f"  {name:<16} {result.metrics[name]:.6g}{marker}")

@@ -86,3 +86,47 @@ def test_help_and_cfg_answer_without_training(tmp_path):
     cfg = subprocess.run([str(script), "--cfg", "job", "data=wine"], cwd=tmp_path, capture_output=True, text=True)
     assert cfg.returncode == 0 and "source: wine" in cfg.stdout
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_mlflow_run_logs_into_the_run_mlflow_created(tmp_path):
+    import os
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # --env-manager local
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [str(Path(sys.executable).parent / "mlflow"), "run", str(repo), "--env-manager", "local"]
+    command += ["-P", "overrides=model=linear debug=quick", "--experiment-name", "from-mlflow-run"]
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    (run,) = runs  # exactly one run: the one `mlflow run` created
+    assert client.get_experiment(run.info.experiment_id).name == "from-mlflow-run"
+    assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics
+    assert run.data.tags["mlflow.project.entryPoint"] == "main"
+    assert run.data.params["model._target_"] == "mlproj.models.Linear"
+    assert run.data.tags["mlproj.model_uri"].startswith("models:/")
+
+
+def test_bring_your_own_module_without_forking(tmp_path):
+    """A user's nn.Module in their own package, a config in their own folder: --config-dir and _target_."""
+    package = tmp_path / "mynets"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from torch import nn\n\n\n"
+        "class Tiny(nn.Sequential):\n"
+        "    def __init__(self, in_features: int, out_features: int, width: int = 4) -> None:\n"
+        "        super().__init__(nn.Linear(in_features, width), nn.ReLU(), nn.Linear(width, out_features))\n"
+    )
+    (tmp_path / "my_conf" / "model").mkdir(parents=True)
+    (tmp_path / "my_conf" / "model" / "tiny.yaml").write_text("_target_: mynets.Tiny\nwidth: 6\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    out = run_cli("--config-dir", "my_conf", "model=tiny", "debug=quick", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert run.data.params["model._target_"] == "mynets.Tiny" and run.data.params["model.width"] == "6"
+    bad = run_cli("--config-dir", "my_conf", "model=tiny", "model.width=wide", cwd=tmp_path, env=env)
+    assert bad.returncode != 0 and "model.width='wide'" in bad.stderr
