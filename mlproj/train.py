@@ -19,7 +19,7 @@ from mlproj import metrics
 from mlproj.config import check_config
 from mlproj.data.prepare import PreparedData, prepare, resolve_task
 from mlproj.data.sources import load_table
-from mlproj.validation import check_targets, check_task_metrics
+from mlproj.validation import check_devices, check_targets, check_task_metrics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def validate(cfg: DictConfig) -> PreparedData:
     """All startup checks, in layers: config alone, `_target_` signatures, then the data and its metrics."""
     check_config(cfg)
     check_targets(cfg)
+    check_devices(cfg)
     table = load_table(cfg.data)
     task = resolve_task(table, cfg.data)
     check_task_metrics(cfg, task)

@@ -23,6 +23,27 @@ INJECTED = {
 }
 
 
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse a GPU request on a machine without one now, rather than after the run was created."""
+    import torch
+
+    t = cfg.trainer
+    accelerator = str(getattr(t.accelerator, "value", t.accelerator))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use trainer=auto or trainer=cpu"
+        )
+    if accelerator in ("gpu", "cuda"):
+        wanted = list(t.devices) if OmegaConf.is_list(t.devices) else []
+        if isinstance(t.devices, int) and t.devices > gpus:
+            raise ConfigError(f"trainer.devices={t.devices} but this machine has {gpus} GPU(s)")
+        if any(i >= gpus for i in wanted):
+            raise ConfigError(f"trainer.devices={wanted} names a GPU this machine lacks (ids 0..{gpus - 1})")
+    if gpus == 0 and str(t.precision).startswith("16"):
+        raise ConfigError(f"trainer.precision={t.precision} needs a GPU; on CPU use bf16-mixed or 32-true")
+
+
 def check_targets(cfg: DictConfig) -> None:
     check_target(cfg.model, "model")
     check_target(cfg.optimizer, "optimizer")

@@ -135,3 +135,20 @@ def test_user_module_through_target(make_cfg):
         check_targets(cfg)
     cfg = make_cfg("model=linear", "+model.bias=false")
     check_targets(cfg)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU refusal")
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["trainer=gpu"], "trainer.accelerator=gpu but this machine has no CUDA GPU"),
+        (["trainer.accelerator=cuda"], "trainer.accelerator=cuda but this machine has no CUDA GPU"),
+        (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
+    ],
+)
+def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, message):
+    from mlproj.validation import check_devices
+
+    with pytest.raises(ConfigError, match=message):
+        check_devices(make_cfg(*overrides))
+    check_devices(make_cfg("trainer.precision=bf16-mixed"))
