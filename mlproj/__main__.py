@@ -19,18 +19,24 @@ from mlproj.errors import ConfigError
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from mlproj import metrics
+    from mlproj.registry import RegistryError
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
+    sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
-        result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir))
+        result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), sweep=sweep)
     except ConfigError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"mlproj: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RegistryError as exc:
+        print(f"mlproj: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("mlproj: interrupted; the run was marked KILLED", file=sys.stderr)
         sys.exit(130)

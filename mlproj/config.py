@@ -110,14 +110,27 @@ class TrackingConfig:
     log_model: bool = True
 
 
+class Promote(str, enum.Enum):
+    auto = "auto"  # champion moves when the new version beats it on registry.primary_metric
+    never = "never"  # champion is left alone (challenger still moves)
+
+
+class When(str, enum.Enum):
+    each = "each"  # gate every run (every trial of a sweep)
+    best = "best"  # in a multirun, gate only the sweep's best trial when the sweep ends
+
+
 @dataclass
 class RegistryConfig:
-    enabled: bool = False
-    model_name: str | None = None  # default: "<experiment>-<data source>"
+    # None: the gate runs when thresholds are set; true: also without thresholds; false: never (tagged skipped)
+    enabled: bool | None = None
+    model_name: str | None = None  # default: "<experiment>-<data name>"
     # metric -> condition: a bare number means "at least this good" (direction from mlproj.metrics),
     # or a string with an operator: "<60", ">=0.4".
     thresholds: dict[str, Any] = field(default_factory=dict)
-    primary_metric: str | None = None  # default: the task's main test metric
+    primary_metric: str | None = None  # champion comparison; default: the task's main test metric
+    promote: Promote = Promote.auto
+    when: When = When.each
 
 
 @dataclass

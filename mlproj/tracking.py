@@ -161,6 +161,13 @@ def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: li
     client.log_text(run_id, "\n".join(overrides) + "\n", "config/overrides.txt")
 
 
+def config_digest(cfg: DictConfig) -> str:
+    """A short fingerprint of the resolved config: equal digests mean equal training recipes."""
+    import hashlib
+
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:16]
+
+
 def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, str]:
     tags = {
         "mlproj.version": __version__,

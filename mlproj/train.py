@@ -46,19 +46,24 @@ def validate(cfg: DictConfig) -> PreparedData:
     return prepare(table, task, cfg.data)
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | None = None) -> RunResult:
+def run(
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    output_dir: Path | None = None,
+    sweep: str | None = None,
+) -> RunResult:
+    """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
     data = validate(cfg)
 
     import pytorch_lightning as pl
     import torch
     from hydra.utils import instantiate
 
-    from mlproj import packaging, tracking
+    from mlproj import packaging, registry, tracking
     from mlproj.data.batches import TensorBatches
     from mlproj.task import TabularTask
     from mlproj.training import RunLogger, build_trainer
 
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
     pre, task = data.pre, data.task
     client, experiment_id = tracking.connect(cfg.tracking)
     tags = tracking.provenance_tags(
@@ -68,10 +73,14 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
             "mlproj.task": task,
             "mlproj.data.name": data.table.name,
             "mlproj.data.source": data.table.source,
+            "mlproj.config_digest": tracking.config_digest(cfg),
+            **({"mlproj.sweep": sweep} if sweep else {}),
         },
     )
     with tracking.tracked_run(client, experiment_id, cfg.tracking.run_name, tags) as active:
         run_id = active.info.run_id
+        # Seeded only now: MLflow draws its random run names from the same `random` module.
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
         tracking.log_config(client, run_id, cfg, overrides or [])
         tracking.log_dataset(data.table.features, data.table.target, data.table.name, data.table.source)
         if data.table.dropped_target_rows:
@@ -128,6 +137,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
     experiment = client.get_experiment(experiment_id).name
     result = RunResult(run_id, experiment, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
     print_summary(result)
+    result.extra["registry"] = registry.after_run(client, cfg, result, data.table.name, in_sweep=sweep is not None)
     return result
 
 

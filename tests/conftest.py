@@ -95,3 +95,43 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on a free loopback port: sqlite backend, proxied artifacts."""
+    import time
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--workers", "1"]
+    command += ["--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]
+    log = (root / "server.log").open("w")
+    proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=1).read() == b"OK":
+                    break
+            except OSError:
+                time.sleep(0.25)
+            if proc.poll() is not None:
+                raise RuntimeError((root / "server.log").read_text()[-2000:])
+        else:
+            raise RuntimeError("mlflow server did not answer /health within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()

@@ -1,0 +1,66 @@
+"""Batch predictions from a logged or registered model: `python -m mlproj.predict MODEL INPUT -o OUTPUT`.
+
+MODEL is any MLflow model URI: `models:/NAME@champion`, `models:/NAME/3`, `models:/m-<id>`, `runs:/<id>/model`.
+INPUT and OUTPUT are CSV or Parquet, by extension. The output is the input rows with the prediction
+columns appended (`prediction`, and `probability_<label>` with --probabilities).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mlproj.predict", description=__doc__.splitlines()[0])
+    p.add_argument("model", help="models:/NAME@champion, models:/NAME/VERSION, models:/m-<id>, runs:/<id>/model")
+    p.add_argument("input", type=Path, help="a .csv or .parquet file of raw feature rows")
+    p.add_argument("-o", "--output", type=Path, default=Path("predictions.csv"))
+    p.add_argument("--probabilities", action="store_true", help="classification: add probability_<label> columns")
+    p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db")
+    p.add_argument("--registry-uri", help="default: the tracking URI")
+    args = p.parse_args(argv)
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from mlproj.config import TrackingConfig
+    from mlproj.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=args.tracking_uri)))
+    if args.registry_uri:
+        mlflow.set_registry_uri(args.registry_uri)
+    try:
+        rows = read_table(args.input)
+        model = mlflow.pyfunc.load_model(args.model)
+        params = {"probabilities": True} if args.probabilities else None
+        predictions = model.predict(rows, params=params)
+    except (FileNotFoundError, MlflowException, ValueError) as exc:
+        message = getattr(exc, "message", str(exc)).split("Error: ")[-1].splitlines()[-1]
+        print(f"mlproj.predict: error: {message}", file=sys.stderr)
+        return 1
+    out = pd.concat([rows.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
+    write_table(out, args.output)
+    print(f"{len(out)} predictions from {args.model} written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

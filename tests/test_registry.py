@@ -1,0 +1,275 @@
+"""The registry gate against real registries: sqlite in tmp_path and a real `mlflow server` on loopback."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from sklearn.datasets import load_diabetes
+
+from mlproj import metrics, registry
+from mlproj.config import ConfigError
+from tests.conftest import run_cli
+
+
+def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r") -> str:
+    """A real finished mlproj-style run with a real packaged model; metric values chosen by the test."""
+    from mlproj import packaging
+    from mlproj.data.preprocess import Preprocessor
+    from mlproj.models import Linear
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    bunch = load_diabetes(as_frame=True)
+    pre = Preprocessor.fit(bunch.data, bunch.target, "regression")
+    with mlflow.start_run(run_name=name) as run:
+        info = packaging.log_model(Linear(pre.num_features, 1), {"_target_": "mlproj.models.Linear"}, pre, bunch.data)
+        mlflow.log_metrics(values)
+        mlflow.set_tags(
+            {"mlproj.task": "regression", "mlproj.data.name": "diabetes", "mlproj.model_uri": info.model_uri}
+        )
+    return run.info.run_id
+
+
+def policy(name: str, thresholds: dict | None = None, **kw) -> registry.Policy:
+    parsed = [metrics.parse_threshold(k, v, "regression") for k, v in (thresholds or {}).items()]
+    return registry.Policy(model_name=name, task="regression", thresholds=parsed, **kw)
+
+
+def gate_run(uri: str, run_id: str, pol: registry.Policy, lock: bool = True) -> registry.Decision:
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    db = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
+    return registry.gate(
+        client,
+        run_id,
+        run.data.tags["mlproj.model_uri"],
+        run.data.metrics,
+        pol,
+        lock_path=f"{db}.lock" if lock and db else None,
+    )
+
+
+def aliases(uri: str, name: str) -> dict[str, str]:
+    return {k: str(v) for k, v in MlflowClient(uri).get_registered_model(name).aliases.items()}
+
+
+def test_pass_registers_a_version_with_its_story(store):
+    run_id = make_run(store, "reg", {"test_r2": 0.5, "test_rmse": 50.0})
+    decision = gate_run(store, run_id, policy("houses", {"test_r2": 0.4, "test_rmse": "<60"}))
+    assert decision.decision == "registered" and decision.version == "1" and decision.champion
+    client = MlflowClient(store)
+    version = client.get_model_version("houses", "1")
+    assert version.run_id == run_id
+    assert version.tags["mlproj.run_id"] == run_id and float(version.tags["metric.test_rmse"]) == 50.0
+    assert version.tags["mlproj.thresholds"] == '["test_r2 >= 0.4", "test_rmse < 60"]'
+    assert "test_r2=0.5" in version.description and "Gate: test_r2 >= 0.4" in version.description
+    assert aliases(store, "houses") == {"champion": "1", "challenger": "1"}
+    tags = client.get_run(run_id).data.tags
+    assert tags[registry.DECISION_TAG] == "registered" and tags[registry.VERSION_TAG] == "1"
+    model = mlflow.pyfunc.load_model("models:/houses@champion")
+    assert len(model.predict(load_diabetes(as_frame=True).data.head(4))) == 4
+
+
+def test_fail_registers_nothing_and_says_why(store):
+    run_id = make_run(store, "reg", {"test_r2": 0.3, "test_rmse": 70.0})
+    decision = gate_run(store, run_id, policy("houses", {"test_r2": 0.4, "test_rmse": 80}))
+    assert decision.decision == "rejected"
+    with pytest.raises(MlflowException):
+        MlflowClient(store).get_registered_model("houses")
+    tags = MlflowClient(store).get_run(run_id).data.tags
+    assert tags[registry.DECISION_TAG] == "rejected"
+    assert tags[registry.REASON_TAG] == "below threshold: test_r2=0.3 (needs >= 0.4)"
+    table = registry.format_table(decision.checks)
+    assert "test_r2" in table and "FAIL" in table and "test_rmse" in table and "pass" in table
+
+
+def test_disabled_gate_is_skipped(store):
+    run_id = make_run(store, "reg", {"test_r2": 0.9})
+    decision = gate_run(store, run_id, policy("houses", {"test_r2": 0.4}, enabled=False))
+    assert decision.decision == "skipped"
+    assert MlflowClient(store).get_run(run_id).data.tags[registry.DECISION_TAG] == "skipped"
+    assert MlflowClient(store).search_registered_models() == []
+
+
+@pytest.mark.parametrize(
+    "primary,values,champion", [("test_rmse", [50, 60, 40], "3"), ("test_r2", [0.5, 0.7, 0.6], "2")]
+)
+def test_champion_moves_only_for_a_better_version(store, primary, values, champion):
+    runs = [make_run(store, "reg", {primary: v}) for v in values]
+    seen = []
+    for run_id in runs:
+        gate_run(store, run_id, policy("m", primary_metric=primary, enabled=True))
+        seen.append(aliases(store, "m"))
+    # a worse passing version becomes challenger, not champion
+    assert seen[1]["challenger"] == "2"
+    assert seen[1]["champion"] == ("1" if primary == "test_rmse" else "2")
+    assert seen[2] == {"challenger": "3", "champion": champion}
+
+
+def test_promote_never_leaves_the_champion(store):
+    first = make_run(store, "reg", {"test_rmse": 50.0})
+    better = make_run(store, "reg", {"test_rmse": 10.0})
+    gate_run(store, first, policy("m", enabled=True))
+    decision = gate_run(store, better, policy("m", enabled=True, promote="never"))
+    assert not decision.champion
+    assert aliases(store, "m") == {"champion": "1", "challenger": "2"}
+
+
+def test_unity_catalog_needs_three_level_names(make_cfg):
+    registry.check_registry_uri("databricks-uc", "main.ml.houses")
+    registry.check_registry_uri(None, "anything")
+    for bad in (None, "houses", "main.houses", "a.b.c.d"):
+        with pytest.raises(ConfigError, match=r"three-level name catalog\.schema\.model"):
+            registry.check_registry_uri("databricks-uc", bad)
+    from mlproj.train import validate
+
+    with pytest.raises(ConfigError, match=r"registry\.model_name=None: Unity Catalog"):
+        validate(make_cfg("tracking=databricks"))
+
+
+def _gate_in_process(uri: str, run_id: str, lock: bool) -> None:
+    gate_run(uri, run_id, policy("shared", enabled=True), lock=lock)
+
+
+def concurrent_gates(uri: str, lock: bool) -> None:
+    values = [50.0, 40.0, 60.0, 45.0]
+    runs = [make_run(uri, "race", {"test_rmse": v}, name=f"r{v:g}") for v in values]
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_gate_in_process, args=(uri, r, lock)) for r in runs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    client = MlflowClient(uri)
+    versions = client.search_model_versions("name = 'shared'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]  # no version lost
+    assert sorted(v.run_id for v in versions) == sorted(runs)
+    champion = client.get_model_version_by_alias("shared", "champion")
+    assert champion.run_id == runs[1]  # the best: rmse 40
+    assert str(client.get_model_version_by_alias("shared", "challenger").version) == "4"  # the newest
+
+
+def test_four_processes_register_at_once_on_sqlite(tmp_path):
+    concurrent_gates(f"sqlite:///{tmp_path / 'race.db'}", lock=True)
+
+
+@pytest.mark.slow
+def test_four_processes_register_at_once_on_a_server(mlflow_server):
+    concurrent_gates(mlflow_server, lock=False)
+
+
+def test_registry_down_fails_clearly_and_keeps_the_run(store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    run_id = make_run(store, "reg", {"test_rmse": 50.0})
+    from tests.conftest import free_port
+
+    client = MlflowClient(store, registry_uri=f"http://127.0.0.1:{free_port()}")
+    run = client.get_run(run_id)
+    with pytest.raises(registry.RegistryError) as info:
+        registry.gate(client, run_id, run.data.tags["mlproj.model_uri"], run.data.metrics, policy("m", enabled=True))
+    assert f"register it later with: python -m mlproj.register --run-id {run_id} --model-name m" in str(info.value)
+    assert MlflowClient(store).get_run(run_id).info.status == "FINISHED"
+    assert mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]) is not None
+
+
+def register_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return subprocess.run(
+        [sys.executable, "-m", "mlproj.register", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_register_best_command(store, tmp_path):
+    runs = {v: make_run(store, "pick", {"test_rmse": v, "test_r2": 1 - v / 100}) for v in (55.0, 42.0, 61.0)}
+    base = ["--experiment", "pick", "--tracking-uri", store, "--model-name", "best"]
+
+    dry = register_cli(*base, "--threshold", "test_r2=0.5", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert runs[42.0] in dry.stdout and "would add a version of 'best'" in dry.stdout
+    assert MlflowClient(store).search_registered_models() == []
+
+    out = register_cli(*base, "--threshold", "test_r2=0.5", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert MlflowClient(store).get_model_version_by_alias("best", "champion").run_id == runs[42.0]
+
+    filtered = register_cli(*base, "--metric", "test_r2", "--filter", "metrics.test_rmse > 50", cwd=tmp_path)
+    assert filtered.returncode == 0, filtered.stderr
+    v2 = MlflowClient(store).get_model_version("best", "2")
+    assert v2.run_id == runs[55.0]  # best r2 among rmse > 50
+    assert aliases(store, "best") == {"champion": "1", "challenger": "2"}
+
+    rejected = register_cli(*base, "--threshold", "test_r2=0.9", cwd=tmp_path)
+    assert rejected.returncode == 0 and "REJECTED" in rejected.stdout
+    missing = register_cli("--experiment", "nope", "--tracking-uri", store, cwd=tmp_path)
+    assert missing.returncode == 2 and "no experiment named 'nope'; experiments:" in missing.stderr
+
+
+@pytest.mark.slow
+def test_batch_predict_from_the_champion(store, tmp_path):
+    run_id = make_run(store, "reg", {"test_rmse": 50.0})
+    gate_run(store, run_id, policy("houses", enabled=True))
+    rows = load_diabetes(as_frame=True).data.head(25)
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = store
+    command = [sys.executable, "-m", "mlproj.predict", "models:/houses@champion", "rows.csv", "-o", "out/p.parquet"]
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    written = pd.read_parquet(tmp_path / "out" / "p.parquet")
+    assert len(written) == 25 and list(written.columns) == [*rows.columns, "prediction"]
+    expected = mlflow.pyfunc.load_model("models:/houses@champion").predict(rows)["prediction"]
+    assert written["prediction"].tolist() == pytest.approx(expected.tolist())
+    bad = subprocess.run(
+        [sys.executable, "-m", "mlproj.predict", "models:/houses@champion", "missing.csv"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "missing.csv: no such file" in bad.stderr
+
+
+@pytest.mark.slow
+def test_training_run_gates_itself(tmp_path):
+    out = run_cli("debug=quick", "++registry.thresholds.test_r2=-100", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "registry gate (mlproj-diabetes): REGISTERED" in out.stdout
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    version = MlflowClient(uri).get_model_version_by_alias("mlproj-diabetes", "champion")
+    run = MlflowClient(uri).get_run(version.run_id)
+    assert run.data.tags[registry.DECISION_TAG] == "registered"
+    assert version.tags["mlproj.config_digest"] == run.data.tags["mlproj.config_digest"]
+
+    rejected = run_cli("debug=quick", '++registry.thresholds.test_rmse="<1"', cwd=tmp_path)
+    assert rejected.returncode == 0 and "REJECTED" in rejected.stdout and "test_rmse=" in rejected.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when,expected_versions", [("best", 1), ("each", 2)])
+def test_sweep_registration_policy(tmp_path, when, expected_versions):
+    args = ["-m", "model=linear,mlp", f"registry.when={when}", "++registry.thresholds.test_r2=-100", "debug=quick"]
+    out = run_cli(*args, "trainer.max_epochs=3", "trainer.limit_train_batches=1.0", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert len(runs) == 2 and len({r.data.tags["mlproj.sweep"] for r in runs}) == 1
+    versions = client.search_model_versions("name = 'mlproj-diabetes'")
+    assert len(versions) == expected_versions
+    if when == "best":
+        best = min(runs, key=lambda r: r.data.metrics["test_rmse"])
+        assert versions[0].run_id == best.info.run_id
+        decisions = sorted(r.data.tags[registry.DECISION_TAG] for r in runs)
+        assert decisions == ["deferred", "registered"]
