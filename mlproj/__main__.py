@@ -17,12 +17,12 @@ from mlproj.errors import ConfigError
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
-def _main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mlproj import metrics
     from mlproj.registry import RegistryError
+    from mlproj.sweeps import note_failure
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
@@ -30,18 +30,28 @@ def _main(cfg: DictConfig) -> float | None:
     try:
         result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), sweep=sweep)
     except ConfigError as exc:
+        note_failure()
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"mlproj: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except RegistryError as exc:
+        note_failure()
         print(f"mlproj: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except Exception as exc:
+        if sweep is None or cfg.sweep.fail_fast:
+            note_failure()
+            raise
+        # A failing trial is recorded FAILED (with its traceback) and the sweep goes on.
+        print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
+        return None
     except KeyboardInterrupt:
         print("mlproj: interrupted; the run was marked KILLED", file=sys.stderr)
         sys.exit(130)
-    # The return value is what Hydra sweepers optimise.
-    return result.metrics.get(metrics.main_metric(result.task))
+    # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
+    # or "pruned" for a trial Optuna stopped early.
+    return result.extra.get("objective")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -11,35 +12,51 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-class SweepRegistrar(Callback):
-    """`registry.when=best`: when the sweep ends, gate and register only its best trial.
+class SweepCallback(Callback):
+    """Opens the sweep's parent run before any job, and at the end summarises it and, for
+    `registry.when=best`, gates the sweep's best trial (each trial skipped its own gate: `deferred`)."""
 
-    Each trial's run carries the sweep's directory in its `mlproj.sweep` tag and skipped its own gate
-    (tagged `deferred`); here the best of them by the primary metric goes through the same gate.
-    """
+    # Hydra turns a callback's exception into a warning and goes on, so errors are reported here.
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mlproj.config import check_config
+        from mlproj.errors import ConfigError
+        from mlproj.sweeps import start_parent
+
+        try:
+            check_config(config)  # a bad config must not leave an empty parent run behind
+        except ConfigError as exc:
+            print(f"mlproj: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        start_parent(config, config.hydra.sweep.dir, list(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._finish(config)
+        except Exception as exc:
+            print(f"mlproj: error at the end of the sweep: {exc}", file=sys.stderr)
+            raise
+
+    def _finish(self, config: DictConfig) -> None:
+        from mlproj.sweeps import finish_parent
+
+        summary = finish_parent(config)
+        if summary.get("status") == "FAILED":
+            print("mlproj: every trial of the sweep failed", file=sys.stderr)
+            sys.exit(1)
         reg = config.registry
-        if str(getattr(reg.when, "value", reg.when)) != "best":
+        if str(getattr(reg.when, "value", reg.when)) != "best" or not summary.get("best_run_id"):
             return
         if reg.enabled is False or (reg.enabled is None and not reg.thresholds):
             return
         from mlproj.register import register_best
-        from mlproj.registry import RegistryError
 
-        try:
-            register_best(
-                experiment=config.tracking.experiment,
-                sweep=config.hydra.sweep.dir,
-                metric=reg.primary_metric,
-                model_name=reg.model_name,
-                thresholds=[f"{k}={v}" for k, v in reg.thresholds.items()],
-                primary_metric=reg.primary_metric,
-                promote=str(getattr(reg.promote, "value", reg.promote)),
-                tracking_uri=config.tracking.uri,
-                registry_uri=config.tracking.registry_uri,
-                source="mlproj sweep (registry.when=best)",
-            )
-        except RegistryError as exc:
-            log.error("%s", exc)
-            raise
+        register_best(
+            run_id=summary["best_run_id"],
+            model_name=reg.model_name,
+            thresholds=[f"{k}={v}" for k, v in reg.thresholds.items()],
+            primary_metric=reg.primary_metric,
+            promote=str(getattr(reg.promote, "value", reg.promote)),
+            tracking_uri=config.tracking.uri,
+            registry_uri=config.tracking.registry_uri,
+            source="mlproj sweep (registry.when=best)",
+        )

@@ -47,6 +47,13 @@ class Accelerator(str, enum.Enum):
     mps = "mps"
 
 
+class ProgressMode(str, enum.Enum):
+    auto = "auto"  # rich on a terminal, plain lines otherwise
+    rich = "rich"
+    plain = "plain"
+    none = "none"
+
+
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64", "bf16-true", "16-true")
 
 
@@ -92,7 +99,7 @@ class TrainerConfig:
     limit_val_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
     limit_test_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
     overfit_batches: Any = 0.0
-    progress_bar: bool | None = None  # None: only when the terminal is interactive
+    progress_bar: ProgressMode = ProgressMode.auto
     model_summary: bool = True
 
 
@@ -108,6 +115,8 @@ class TrackingConfig:
     experiment_tags: dict[str, str] = field(default_factory=dict)
     artifact_location: str | None = None  # for a new experiment; default: beside a local sqlite store
     log_model: bool = True
+    log_plots: bool = True  # learning curves and test diagnostics as PNG artifacts under plots/
+    system_metrics: bool = False  # CPU, memory (and GPU) utilisation, through MLflow's system metrics
 
 
 class Promote(str, enum.Enum):
@@ -134,6 +143,18 @@ class RegistryConfig:
 
 
 @dataclass
+class SweepConfig:
+    # The metric a multirun optimises and ranks trials by; default: the task's main val metric
+    # (val_rmse / val_accuracy). Its direction comes from mlproj.metrics.
+    objective: str | None = None
+    fail_fast: bool = False  # stop the sweep at the first failing trial (default: record it, go on)
+    # Optuna (hparams_search=optuna): None keeps the study in memory; sqlite:///optuna.db or a PostgreSQL
+    # URL makes it resumable (the same command continues it) and shareable between machines.
+    storage: str | None = None
+    trial: int | None = None  # set by the Optuna sweeper for each trial it launches
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     # model / optimizer / scheduler are `_target_` nodes: any importable class works, so their schema is
@@ -144,7 +165,9 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
+    quiet: bool = False  # no progress, no model summary, warnings only; the final summary still prints
 
 
 def register_configs() -> None:
@@ -156,6 +179,10 @@ def config_dir() -> str:
     here = Path(__file__).resolve().parent
     packaged = here / "conf"
     return str(packaged if packaged.is_dir() else here.parent / "conf")
+
+
+def _missing(node: Any) -> set[str]:
+    return OmegaConf.missing_keys(node) if OmegaConf.is_config(node) else set()
 
 
 _REQUIRED_HINTS = {
@@ -177,7 +204,8 @@ def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> Non
 
 def check_config(cfg: DictConfig) -> None:
     """Cross-field checks that need no data. Raises ConfigError naming the key."""
-    missing = OmegaConf.missing_keys(cfg)
+    # Hydra's own node (present in callbacks) has keys that are only filled per job: not ours to check.
+    missing = {f"{top}.{k}" for top in cfg if top != "hydra" for k in _missing(cfg[top])}
     if missing:
         key = sorted(missing)[0]
         raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")

@@ -2,7 +2,7 @@
 
 MLflow substitutes each parameter as one shell-quoted word and cannot leave an optional flag out, so
 `-P overrides="model=linear trainer.max_epochs=3"` arrives as one argument (split here with shell rules into
-Hydra overrides) and the register entry point passes every parameter positionally (empty: not given).
+Hydra overrides; `sweep` adds -m) and the register entry point passes every parameter positionally (empty: not given).
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "register":
         sys.exit(_register(args[1:]))
+    multirun = bool(args) and args[0] == "sweep"
+    if multirun:
+        args = args[1:]
     overrides = shlex.split(args[0]) if args else []
-    sys.argv = [sys.argv[0], *overrides]
+    sys.argv = [sys.argv[0], *(["-m"] if multirun else []), *overrides]
     from mlproj.__main__ import main as mlproj_main
 
     mlproj_main()

@@ -121,7 +121,8 @@ def after_run(client: MlflowClient, cfg: Any, result: Any, data_name: str, in_sw
         extra_tags=_provenance(run.data.tags),
         lock_path=f"{db}.registry.lock" if db else None,
     )
-    print(report(decision, policy), flush=True)
+    if not (cfg.quiet and decision.decision == "skipped"):
+        print(report(decision, policy), flush=True)
     return decision
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -75,7 +76,8 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
         lock = FileLock(str(db) + ".lock", timeout=120)
     with lock:
         client = MlflowClient(uri, cfg.registry_uri)
-        launched = os.environ.get("MLFLOW_RUN_ID")  # `mlflow run` created the run, in its experiment
+        # `mlflow run` created the run (MLFLOW_RUN_ID), or a sweep its parent: use that run's experiment.
+        launched = os.environ.get("MLFLOW_RUN_ID") or os.environ.get("MLPROJ_PARENT_RUN_ID")
         if launched:
             experiment_id = client.get_run(launched).info.experiment_id
         else:
@@ -92,7 +94,9 @@ def get_or_create_experiment(client: MlflowClient, cfg: TrackingConfig, db: Path
         return experiment.experiment_id
     location = cfg.artifact_location
     if location is None and db is not None:
-        location = (db.parent / "mlruns").as_uri()  # artifacts beside the store, not in whatever cwd
+        # Artifacts beside the store (not in whatever cwd), one folder per experiment, as MLflow lays out.
+        folder = re.sub(r"[^A-Za-z0-9._-]+", "_", cfg.experiment).strip("_") or "experiment"
+        location = (db.parent / "mlruns" / folder).as_uri()
     try:
         return client.create_experiment(cfg.experiment, artifact_location=location, tags=dict(cfg.experiment_tags))
     except MlflowException as exc:
@@ -105,12 +109,20 @@ def get_or_create_experiment(client: MlflowClient, cfg: TrackingConfig, db: Path
 
 
 @contextmanager
-def tracked_run(client: MlflowClient, experiment_id: str, run_name: str | None, tags: dict[str, str]) -> Iterator[Any]:
+def tracked_run(
+    client: MlflowClient,
+    experiment_id: str,
+    run_name: str | None,
+    tags: dict[str, str],
+    system_metrics: bool = False,
+) -> Iterator[Any]:
     """An MLflow run that always ends with a terminal status: FINISHED, FAILED (traceback saved) or KILLED.
 
     Under `mlflow run`, MLFLOW_RUN_ID names the run MLflow created; mlflow.start_run resumes it.
     """
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    run = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system_metrics or None
+    )
     run_id = run.info.run_id
     try:
         yield run
@@ -137,6 +149,12 @@ def _end(client: MlflowClient, run_id: str, status: int, detail: str, exc: BaseE
 
 
 # --- what a run records -------------------------------------------------------------------------------
+
+
+def epoch_history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    """Per-epoch train/val series of a run: {metric: [(epoch, value), ...]}."""
+    names = [k for k in client.get_run(run_id).data.metrics if k.startswith(("train_", "val_"))]
+    return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in names}
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, str]:

@@ -59,7 +59,7 @@ def run(
     import torch
     from hydra.utils import instantiate
 
-    from mlproj import packaging, registry, tracking
+    from mlproj import packaging, plots, pruning, registry, sweeps, tracking
     from mlproj.data.batches import TensorBatches
     from mlproj.task import TabularTask
     from mlproj.training import RunLogger, build_trainer
@@ -75,9 +75,13 @@ def run(
             "mlproj.data.source": data.table.source,
             "mlproj.config_digest": tracking.config_digest(cfg),
             **({"mlproj.sweep": sweep} if sweep else {}),
+            **sweeps.child_tags(overrides or []),
         },
     )
-    with tracking.tracked_run(client, experiment_id, cfg.tracking.run_name, tags) as active:
+    run_name = cfg.tracking.run_name or (sweeps.child_name(overrides or []) if sweep else None)
+    if cfg.quiet:
+        quiet()
+    with tracking.tracked_run(client, experiment_id, run_name, tags, cfg.tracking.system_metrics) as active:
         run_id = active.info.run_id
         # Seeded only now: MLflow draws its random run names from the same `random` module.
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -110,21 +114,27 @@ def run(
         }
         run_logger = RunLogger(client, run_id)
         work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
-        trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints")
-        sigint = signal.getsignal(signal.SIGINT)
-        try:
-            trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
-        except SystemExit as exc:
-            if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1)
-                raise tracking.Interrupted() from exc
-            raise
-        finally:
-            signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
+        objective = cfg.sweep.objective or metrics.main_metric(task, "val")
+        trial = pruning.trial_of(cfg)
+        extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
+        trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints", cfg.quiet, extra)
+        if fit(trainer, module, loaders) == pruning.PRUNED:
+            run_logger.flush()
+            client.set_tag(run_id, "mlproj.sweep.pruned", "true")
+            print(f"mlproj: trial {cfg.sweep.trial} pruned by Optuna; run {run_id} ends FINISHED, tagged pruned")
+            return RunResult(
+                run_id, "", tracking.tracking_uri(cfg.tracking), {}, None, task, {"objective": pruning.PRUNED}
+            )
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
         trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
         run_logger.flush()
         results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+
+        history = tracking.epoch_history(client, run_id)
+        score = sweeps.objective_value(history, results, objective, task)
+        if sweep and score is not None:
+            client.log_metric(run_id, sweeps.OBJECTIVE_METRIC, score)
 
         model_uri = None
         if cfg.tracking.log_model:
@@ -133,12 +143,45 @@ def run(
             info = packaging.log_model(module.model.cpu(), model_cfg, pre, data.splits["train"].raw)
             model_uri = info.model_uri
             client.set_tag(run_id, "mlproj.model_uri", model_uri)
+        if cfg.tracking.log_plots:
+            test = data.splits["test"]
+            predictions = packaging.TabularPredictor(module.model.cpu(), pre).predict(
+                test.raw, params={packaging.PROBABILITIES_PARAM: True}
+            )
+            plots.log_plots(client, run_id, plots.figures(task, history, test.raw_target, predictions, pre.labels))
 
     experiment = client.get_experiment(experiment_id).name
     result = RunResult(run_id, experiment, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
+    result.extra["objective"] = score
     print_summary(result)
     result.extra["registry"] = registry.after_run(client, cfg, result, data.table.name, in_sweep=sweep is not None)
     return result
+
+
+def fit(trainer: Any, module: Any, loaders: dict[str, Any]) -> str:
+    """trainer.fit, with Ctrl-C turned back into KeyboardInterrupt and Optuna's pruning into "pruned"."""
+    from mlproj import pruning, tracking
+
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+    except SystemExit as exc:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1)
+            raise tracking.Interrupted() from exc
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "TrialPruned":  # optuna is imported only in Optuna sweeps
+            return pruning.PRUNED
+        raise
+    finally:
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
+    return "done"
+
+
+def quiet() -> None:
+    """`quiet=true`: warnings only from the libraries; no progress bar or model summary (set below)."""
+    for name in ("pytorch_lightning", "lightning_fabric", "mlflow", "mlproj"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def print_summary(result: RunResult) -> None:

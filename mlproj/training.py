@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
-from mlproj.config import Accelerator, TrainerConfig
+from mlproj.config import Accelerator, ProgressMode, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,61 @@ class RunLogger(Logger):
         self._pending.clear()
 
 
-def build_trainer(cfg: TrainerConfig, task: str, run_logger: Logger, checkpoint_dir: Path) -> pl.Trainer:
+class PlainProgress(pl.Callback):
+    """One line per `every` epochs with the epoch's metrics: for logs, CI and `mlflow run` (no TTY)."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every, self.done, self.printed = max(1, every), 0, 0
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.done += 1
+
+    # Train metrics of an epoch are computed by the module's own epoch-end hook, which Lightning calls
+    # after the callbacks' hooks; so a line is printed when the next epoch starts, or when training ends.
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.done and self.done % self.every == 0:
+            self._line(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._line(trainer)
+
+    def _line(self, trainer: pl.Trainer) -> None:
+        if self.printed == self.done:
+            return
+        self.printed = self.done
+        values = trainer.callback_metrics
+        parts = [f"{k} {float(values[k]):.4g}" for k in sorted(values) if k.startswith(("train_", "val_"))]
+        print(f"epoch {self.done}/{trainer.max_epochs}  " + "  ".join(parts), flush=True)
+
+
+def progress_callbacks(mode: str, max_epochs: int) -> list[pl.Callback]:
+    """auto: a Rich bar with live metrics on a terminal, plain lines otherwise; rich; plain; none."""
+    if mode == "auto":
+        mode = "rich" if sys.stderr.isatty() else "plain"
+    if mode == "rich":
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        return [RichProgressBar()]
+    if mode == "plain":
+        return [PlainProgress(every=max(1, -(-max_epochs // 20)))]  # about 20 lines per run at most
+    return []
+
+
+def build_trainer(
+    cfg: TrainerConfig,
+    task: str,
+    run_logger: Logger,
+    checkpoint_dir: Path,
+    quiet: bool = False,
+    extra_callbacks: list[pl.Callback] | None = None,
+) -> pl.Trainer:
     monitor = cfg.monitor
     mode = metrics.mode(monitor, task)
     checkpoint = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="best", monitor=monitor, mode=mode, save_last=True
     )
-    callbacks: list[pl.Callback] = [checkpoint]
+    progress = [] if quiet else progress_callbacks(ProgressMode(cfg.progress_bar).value, cfg.max_epochs)
+    callbacks: list[pl.Callback] = [checkpoint, *progress, *(extra_callbacks or [])]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
     devices = list(cfg.devices) if OmegaConf.is_list(cfg.devices) else cfg.devices
@@ -106,9 +154,9 @@ def build_trainer(cfg: TrainerConfig, task: str, run_logger: Logger, checkpoint_
         limit_val_batches=cfg.limit_val_batches,
         limit_test_batches=cfg.limit_test_batches,
         overfit_batches=cfg.overfit_batches,
-        enable_progress_bar=sys.stderr.isatty() if cfg.progress_bar is None else cfg.progress_bar,
+        enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in progress),
         log_every_n_steps=1,  # metrics are epoch-level; this only silences a warning on short epochs
-        enable_model_summary=cfg.model_summary,
+        enable_model_summary=cfg.model_summary and not quiet,
         logger=run_logger,
         callbacks=callbacks,
         default_root_dir=str(checkpoint_dir.parent),

@@ -129,6 +129,8 @@ def check_task_metrics(cfg: DictConfig, task: str) -> None:
         metrics.parse_threshold(str(name), condition, task)
     if cfg.registry.primary_metric:
         metrics.spec_of(cfg.registry.primary_metric, task, stages=("val", "test"), key="registry.primary_metric")
+    if cfg.sweep.objective:
+        metrics.spec_of(cfg.sweep.objective, task, stages=("val", "test"), key="sweep.objective")
     from mlproj.registry import check_registry_uri
 
     check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)

@@ -20,7 +20,7 @@ from mlproj.config import config_dir
 QUICK = [
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=3",
-    "trainer.progress_bar=false",
+    "trainer.progress_bar=none",
     "trainer.model_summary=false",
     "trainer.accelerator=cpu",
     "trainer.devices=1",
@@ -113,11 +113,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     root = tmp_path_factory.mktemp("server")
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--workers", "1"]
-    command += ["--serve-artifacts", "--artifacts-destination", str(root / "artifacts")]
+    command = [sys.executable, "-m", "mlproj.server", "--port", str(port)]  # the command users type
+    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}"]
+    command += ["--artifacts-destination", str(root / "artifacts")]
     log = (root / "server.log").open("w")
-    proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -132,6 +132,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             raise RuntimeError("mlflow server did not answer /health within 60 s")
         yield url
     finally:
-        proc.terminate()
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn workers
         proc.wait(30)
         log.close()

@@ -264,12 +264,13 @@ def test_sweep_registration_policy(tmp_path, when, expected_versions):
     assert out.returncode == 0, out.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
-    assert len(runs) == 2 and len({r.data.tags["mlproj.sweep"] for r in runs}) == 1
+    found = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    runs = [r for r in found if r.data.tags.get("mlproj.sweep.role") == "trial"]
+    assert len(found) == 3 and len(runs) == 2 and len({r.data.tags["mlproj.sweep"] for r in found}) == 1
     versions = client.search_model_versions("name = 'mlproj-diabetes'")
     assert len(versions) == expected_versions
-    if when == "best":
-        best = min(runs, key=lambda r: r.data.metrics["test_rmse"])
+    if when == "best":  # best by the sweep objective (val_rmse at its best epoch)
+        best = min(runs, key=lambda r: r.data.metrics["sweep_objective"])
         assert versions[0].run_id == best.info.run_id
         decisions = sorted(r.data.tags[registry.DECISION_TAG] for r in runs)
         assert decisions == ["deferred", "registered"]

@@ -145,7 +145,7 @@ def test_env_tracking_uri_and_artifacts_beside_the_store(make_cfg, tmp_path, mon
     result = run(make_cfg(*QUICK, "model=linear"), [], tmp_path / "out")
     assert result.tracking_uri == f"sqlite:///{elsewhere / 'team.db'}"
     exp = MlflowClient(result.tracking_uri).get_experiment_by_name(result.experiment)
-    assert exp.artifact_location == (elsewhere / "mlruns").as_uri()
+    assert exp.artifact_location == (elsewhere / "mlruns" / "mlproj").as_uri()
     assert not (tmp_path / "mlflow.db").exists()
 
 

@@ -1,0 +1,104 @@
+"""The link between the Optuna sweeper (hydra_plugins/mlproj_optuna) and the trials it launches.
+
+A trial knows its number from `sweep.trial`; it finds the study in this process (in-memory storage, the
+basic launcher) or through the study's storage (parallel launchers), reports its val metric every epoch
+and stops when the pruner says so. A pruned trial's run ends FINISHED, tagged `mlproj.sweep.pruned`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mlproj import metrics
+
+log = logging.getLogger(__name__)
+
+PRUNED = "pruned"  # what the task function returns for a pruned trial
+PARENT_ATTR = "mlflow_parent_run_id"
+_studies: dict[str, Any] = {}
+
+
+def objective_name(config: DictConfig) -> str:
+    if config.sweep.objective:
+        return str(config.sweep.objective)
+    return metrics.main_metric(_task(config), "val")
+
+
+def direction(config: DictConfig) -> str:
+    base = objective_name(config).partition("_")[2]
+    return "maximize" if metrics.SPECS[base].higher_is_better else "minimize"
+
+
+def _task(config: DictConfig) -> str:
+    from mlproj.data.prepare import resolve_task
+    from mlproj.data.sources import load_table
+
+    return resolve_task(load_table(config.data), config.data)
+
+
+def share(study: Any) -> None:
+    _studies[study.study_name] = study
+
+
+def remember_parent(study: Any) -> None:
+    """Record the sweep's parent run on the study, so a resumed study continues under it."""
+    import os
+
+    from mlproj.sweeps import PARENT_ENV
+
+    parent = os.environ.get(PARENT_ENV)
+    if parent and study.user_attrs.get(PARENT_ATTR) != parent:
+        study.set_user_attr(PARENT_ATTR, parent)
+
+
+def stored_parent(config: DictConfig) -> str | None:
+    """The parent run of an existing study in persistent storage (a resumed sweep), if any."""
+    sweeper = config.hydra.get("sweeper", {})
+    storage, name = sweeper.get("storage"), sweeper.get("study_name")
+    if not storage or not name:
+        return None
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:  # no such study yet
+        return None
+    return study.user_attrs.get(PARENT_ATTR)
+
+
+def trial_of(config: DictConfig) -> Any:
+    """The running Optuna trial of this job, or None outside an Optuna sweep."""
+    if config.sweep.trial is None:
+        return None
+    import optuna
+    from hydra.core.hydra_config import HydraConfig
+
+    sweeper = HydraConfig.get().sweeper
+    study = _studies.get(sweeper.study_name)
+    if study is None:
+        study = optuna.load_study(study_name=sweeper.study_name, storage=sweeper.storage)
+    # Optuna addresses a running trial by its storage id; the number is what the sweeper passes on.
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, int(config.sweep.trial))
+    return optuna.trial.Trial(study, trial_id)
+
+
+def reporter(trial: Any, objective: str, task: str) -> Any:
+    """A Lightning callback reporting the per-epoch val value of the objective; raises TrialPruned."""
+    import optuna
+    import pytorch_lightning as pl
+
+    watched = objective if objective.startswith("val_") else "val_" + objective.partition("_")[2]
+    metrics.spec_of(watched, task, stages=("val",), key="sweep.objective")
+
+    class OptunaReport(pl.Callback):
+        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            if trainer.sanity_checking or watched not in trainer.callback_metrics:
+                return
+            trial.report(float(trainer.callback_metrics[watched]), step=trainer.current_epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {trainer.current_epoch} ({watched})")
+
+    return OptunaReport()

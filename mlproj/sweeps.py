@@ -1,0 +1,221 @@
+"""A Hydra multirun as one thing in MLflow: a parent run, one nested child run per job, a summary.
+
+The parent is opened before any job starts (which also creates the store's schema and the experiment once,
+avoiding the race of parallel first use) and its id handed to the jobs through the environment, so jobs in
+other processes (joblib launcher) nest under it too. Under `mlflow run`, the run MLflow created is the
+parent. When the sweep ends the parent gets a table of every trial, a plot of the objective, and the best
+trial's metrics; it ends FINISHED, or FAILED when every trial failed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mlproj import metrics
+
+log = logging.getLogger(__name__)
+
+PARENT_ENV = "MLPROJ_PARENT_RUN_ID"
+SWEPT_ENV = "MLPROJ_SWEPT_KEYS"
+PARENT_TAG = "mlflow.parentRunId"
+OBJECTIVE_METRIC = "sweep_objective"  # each trial logs its score under this name
+_open_parents: set[str] = set()
+_exit_status = {"value": "KILLED"}  # what an unfinished parent ends as if the process exits early
+
+
+def note_failure() -> None:
+    """The process is about to exit on an error (not Ctrl-C): an unfinished parent ends FAILED."""
+    _exit_status["value"] = "FAILED"
+
+
+def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) -> str:
+    from mlproj import tracking
+
+    client, experiment_id = tracking.connect(cfg.tracking)
+    tags = {
+        "mlproj.sweep": sweep_dir,
+        "mlproj.sweep.role": "parent",
+        "mlproj.sweep.overrides": json.dumps(sweep_overrides)[: tracking.TAG_VALUE_LIMIT],
+        **tracking.provenance_tags(sweep_overrides, dict(cfg.tracking.tags)),
+    }
+    launched = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run`: its run is the parent, not a trial
+    from mlproj.pruning import stored_parent
+
+    resumed = None if launched else stored_parent(cfg)  # a resumed Optuna study keeps its parent
+    if launched or resumed:
+        parent = launched or resumed
+        client.update_run(parent, status="RUNNING")
+        for key, value in tags.items():
+            client.set_tag(parent, key, value)
+    else:
+        name = "sweep " + " ".join(Path(sweep_dir).parts[-2:])
+        parent = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    os.environ[PARENT_ENV] = parent
+    searched = list(cfg.hydra.get("sweeper", {}).get("params", {}) or {})  # the Optuna sweeper's space
+    os.environ[SWEPT_ENV] = json.dumps(swept_keys(sweep_overrides) + searched)
+    _open_parents.add(parent)
+    atexit.register(_close_abandoned, client, parent)
+    print(f"mlproj: sweep parent run {parent} in experiment {client.get_experiment(experiment_id).name!r}")
+    return parent
+
+
+def _close_abandoned(client: Any, parent: str) -> None:
+    """The process is exiting with the sweep unfinished (Ctrl-C, an error): never leave it RUNNING."""
+    if parent in _open_parents:
+        _open_parents.discard(parent)
+        try:
+            client.set_terminated(parent, _exit_status["value"])
+        except Exception as exc:  # exiting anyway; say so and go
+            log.warning("could not close sweep run %s: %s", parent, exc)
+
+
+def child_tags(overrides: list[str]) -> dict[str, str]:
+    parent = os.environ.get(PARENT_ENV)
+    return {PARENT_TAG: parent, "mlproj.sweep.role": "trial"} if parent else {}
+
+
+def swept_keys(sweep_overrides: list[str]) -> list[str]:
+    """The keys a multirun varies (`model=linear,mlp`, `optimizer.lr=interval(...)`), via Hydra's parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(sweep_overrides)
+    return [o.get_key_element() for o in parsed if o.is_sweep_override()]
+
+
+def child_name(overrides: list[str]) -> str:
+    """A trial is named after what its sweep varies: `model=mlp,optimizer.lr=0.01` (Optuna: `trial 3 ...`)."""
+    keys = set(json.loads(os.environ.get(SWEPT_ENV, "[]")))
+    trial = [o.split("=", 1)[1] for o in overrides if o.startswith("++sweep.trial=")]
+    varied = [o for o in overrides if o.split("=", 1)[0] in keys] or [o for o in overrides if "sweep.trial" not in o]
+    name = ",".join(varied) or "defaults"
+    return (f"trial {trial[0]} {name}" if trial else name)[:250]
+
+
+def objective_value(
+    history: dict[str, list[tuple[int, float]]], results: dict[str, float], name: str, task: str
+) -> float | None:
+    """The trial's score: a test metric as measured, a val metric at its best epoch."""
+    if name in results:
+        return results[name]
+    series = [v for _, v in history.get(name, [])]
+    if not series:
+        return None
+    return max(series) if metrics.mode(name, task) == "max" else min(series)
+
+
+def finish_parent(cfg: DictConfig) -> dict[str, Any]:
+    """Summarise the trials on the parent and end it. Returns the summary (also logged)."""
+    from mlflow.tracking import MlflowClient
+
+    from mlproj.tracking import tracking_uri
+
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return {}
+    client = MlflowClient(tracking_uri(cfg.tracking), cfg.tracking.registry_uri)
+    experiment_id = client.get_run(parent).info.experiment_id
+    trials = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10000)
+    trials = sorted(trials, key=lambda r: r.info.start_time)
+    task = next((t.data.tags.get("mlproj.task") for t in trials if t.data.tags.get("mlproj.task")), None)
+    objective = (cfg.sweep.objective or metrics.main_metric(task, "val")) if task else None
+    rows, best = [], None
+    for trial in trials:
+        score = trial.data.metrics.get(OBJECTIVE_METRIC)
+        pruned = trial.data.tags.get("mlproj.sweep.pruned") == "true"
+        row = {
+            "run_id": trial.info.run_id,
+            "name": trial.info.run_name,
+            "status": "PRUNED" if pruned else trial.info.status,
+            "overrides": " ".join(json.loads(trial.data.tags.get("mlproj.overrides", "[]"))),
+            "objective": score,
+            **{k: v for k, v in sorted(trial.data.metrics.items()) if k.startswith("test_")},
+        }
+        rows.append(row)
+        usable = row["status"] == "FINISHED" and score is not None and task and objective
+        if usable and (best is None or metrics.is_better(objective, task, score, best[1])):
+            best = (trial, score)
+    summary: dict[str, Any] = {"parent": parent, "trials": len(rows), "objective": objective}
+    summary["failed"] = sum(r["status"] == "FAILED" for r in rows)
+    _log_table(client, parent, rows)
+    if rows and objective:
+        _log_objective_plot(client, parent, rows, objective)
+    if best is not None:
+        trial, score = best
+        summary.update(best_run_id=trial.info.run_id, best_objective=score)
+        client.set_tag(parent, "mlproj.sweep.best_run_id", trial.info.run_id)
+        client.log_metric(parent, f"best_{objective}", score)
+        for key, value in trial.data.metrics.items():
+            if key.startswith("test_"):
+                client.log_metric(parent, f"best_{key}", value)
+    status = "FAILED" if not rows or summary["failed"] == len(rows) else "FINISHED"
+    client.set_terminated(parent, status)
+    _open_parents.discard(parent)
+    best_text = f"; best {objective}={best[1]:.6g} in run {best[0].info.run_id}" if best else ""
+    print(f"mlproj: sweep {parent} {status}: {len(rows)} trials, {summary['failed']} failed{best_text}")
+    summary["status"] = status
+    return summary
+
+
+def _log_table(client: Any, parent: str, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    client.log_text(parent, buffer.getvalue(), "sweep/trials.csv")
+
+
+def _log_objective_plot(client: Any, parent: str, rows: list[dict[str, Any]], objective: str) -> None:
+    """The objective per trial, and against each swept parameter (numbers on an axis, choices as labels)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    params: dict[str, list[tuple[str, float]]] = {}
+    for row in rows:
+        if row["objective"] is None:
+            continue
+        for item in row["overrides"].split():
+            key, _, value = item.partition("=")
+            if key.lstrip("+~") in json.loads(os.environ.get(SWEPT_ENV, "[]")) or key in _swept_from(rows):
+                params.setdefault(key, []).append((value, row["objective"]))
+    fig, axes = plt.subplots(1, 1 + len(params), figsize=(4.5 * (1 + len(params)), 3.8), squeeze=False)
+    done = [(i, r["objective"]) for i, r in enumerate(rows) if r["objective"] is not None]
+    ax = axes[0][0]
+    if done:
+        xs, ys = zip(*done, strict=True)
+        ax.plot(xs, ys, marker="o", linestyle=":")
+    ax.set(title=f"{objective} per trial", xlabel="trial", ylabel=objective)
+    for ax, (key, points) in zip(axes[0][1:], params.items(), strict=True):
+        values, scores = zip(*points, strict=True)
+        try:
+            numbers = [float(v) for v in values]
+            ax.scatter(numbers, scores)
+            if min(numbers) > 0 and max(numbers) / min(numbers) > 100:
+                ax.set_xscale("log")  # learning rates and other log-scale searches
+        except ValueError:  # choices that are not numbers
+            ax.scatter(values, scores)
+            ax.tick_params(axis="x", labelrotation=30)
+        ax.set(title=key, xlabel=key, ylabel=objective)
+    fig.tight_layout()
+    client.log_figure(parent, fig, "sweep/objective.png")
+    plt.close(fig)
+
+
+def _swept_from(rows: list[dict[str, Any]]) -> set[str]:
+    """Keys whose value differs between trials: what a grid or a search varied."""
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        for item in row["overrides"].split():
+            key, _, value = item.partition("=")
+            seen.setdefault(key, set()).add(value)
+    return {k for k, v in seen.items() if len(v) > 1 and "sweep.trial" not in k}
