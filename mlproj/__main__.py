@@ -28,6 +28,8 @@ def _main(cfg: DictConfig) -> float | str | None:
     hydra_cfg = HydraConfig.get()
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
+        if sweep is not None:
+            assign_gpu(cfg, hydra_cfg.job.num)
         result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), sweep=sweep)
     except ConfigError as exc:
         note_failure()
@@ -52,6 +54,19 @@ def _main(cfg: DictConfig) -> float | str | None:
     # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
     # or "pruned" for a trial Optuna stopped early.
     return result.extra.get("objective")
+
+
+def assign_gpu(cfg: DictConfig, job_num: int) -> None:
+    """A multirun job: one device only; with several GPUs, each job its own (job number mod GPU count)."""
+    from mlproj import sweeps
+
+    sweeps.check_devices(cfg)
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    chosen = sweeps.device_for_job(job_num, gpus, cfg.trainer.devices, cfg.trainer.accelerator.value)
+    if chosen is not None:
+        cfg.trainer.devices = chosen
 
 
 def main() -> None:

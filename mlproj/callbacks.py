@@ -20,10 +20,11 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlproj.config import check_config
         from mlproj.errors import ConfigError
-        from mlproj.sweeps import start_parent
+        from mlproj.sweeps import check_devices, start_parent
 
         try:
             check_config(config)  # a bad config must not leave an empty parent run behind
+            check_devices(config)
         except ConfigError as exc:
             print(f"mlproj: error: {exc}", file=sys.stderr)
             sys.exit(2)

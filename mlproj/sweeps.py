@@ -82,6 +82,30 @@ def child_tags(overrides: list[str]) -> dict[str, str]:
     return {PARENT_TAG: parent, "mlproj.sweep.role": "trial"} if parent else {}
 
 
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse multi-device training inside a multirun: Lightning re-launches the script once per rank,
+    and inside Hydra's multirun every rank would start the whole sweep again."""
+    from mlproj.errors import ConfigError
+
+    devices = cfg.trainer.devices
+    many = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+        not isinstance(devices, int | str) and len(devices) > 1
+    )
+    if many:
+        raise ConfigError(
+            f"trainer.devices={devices} inside a multirun (-m) is not supported: Lightning would start the "
+            "sweep again on every rank. Sweep with one device per job (trainer.devices=1, and "
+            "hydra/launcher=joblib to run jobs in parallel, one GPU each), or train multi-device without -m."
+        )
+
+
+def device_for_job(job_num: int, gpus: int, devices: Any, accelerator: str) -> list[int] | None:
+    """Parallel jobs on a machine with several GPUs: job n gets GPU n mod count (None: leave as is)."""
+    if gpus < 2 or accelerator not in ("auto", "gpu", "cuda") or devices not in ("auto", 1):
+        return None
+    return [job_num % gpus]
+
+
 def swept_keys(sweep_overrides: list[str]) -> list[str]:
     """The keys a multirun varies (`model=linear,mlp`, `optimizer.lr=interval(...)`), via Hydra's parser."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
