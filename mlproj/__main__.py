@@ -42,9 +42,15 @@ def _main(cfg: DictConfig) -> float | str | None:
         print(f"mlproj: error: {exc}", file=sys.stderr)
         sys.exit(1)
     except Exception as exc:
-        if sweep is None or cfg.sweep.fail_fast:
-            note_failure()
+        note_failure()
+        if sweep is None:
             raise
+        if cfg.sweep.fail_fast:
+            # Hydra's launchers record a job's exception and run the next job; exiting stops the sweep.
+            print(
+                f"mlproj: trial failed ({type(exc).__name__}: {exc}); sweep.fail_fast stops the sweep", file=sys.stderr
+            )
+            sys.exit(1)
         # A failing trial is recorded FAILED (with its traceback) and the sweep goes on.
         print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
         return None

@@ -32,7 +32,7 @@ _exit_status = {"value": "KILLED"}  # what an unfinished parent ends as if the p
 
 
 def note_failure() -> None:
-    """The process is about to exit on an error (not Ctrl-C): an unfinished parent ends FAILED."""
+    """An error happened (not Ctrl-C): should the process exit early, an unfinished parent ends FAILED."""
     _exit_status["value"] = "FAILED"
 
 

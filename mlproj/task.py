@@ -87,7 +87,10 @@ class TabularTask(pl.LightningModule):
             f"{stage}_loss": self.losses["_" + stage].compute(),
             **self.stage_metrics["_" + stage].compute(),
         }
-        self.log_dict(values, on_step=False, on_epoch=True, sync_dist=False)
+        # The loss and the monitored metric also show in the progress bar.
+        shown = {f"{stage}_loss", self.monitor}
+        self.log_dict({k: v for k, v in values.items() if k not in shown}, on_step=False, on_epoch=True)
+        self.log_dict({k: v for k, v in values.items() if k in shown}, on_step=False, on_epoch=True, prog_bar=True)
         self.losses["_" + stage].reset()
         self.stage_metrics["_" + stage].reset()
 

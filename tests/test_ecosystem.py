@@ -203,3 +203,24 @@ def test_mlflow_run_sweep_entry_point_makes_mlflows_run_the_parent(tmp_path):
     assert len(runs) == 3 and all(
         r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs if r != parent
     )
+
+
+def test_rich_progress_bar_with_live_metrics_on_a_terminal(tmp_path):
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("util-linux `script` (a pseudo-terminal) is not installed")
+    command = f"{sys.executable} -m mlproj model=linear trainer.max_epochs=2 trainer.early_stopping=false"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    out = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "160"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "━━━━" in out.stdout and "Epoch 1/1" in out.stdout  # Rich's bar, not plain lines
+    assert "val_loss" in out.stdout and "train_loss" in out.stdout
+    assert "epoch 1/2 " not in out.stdout
