@@ -35,6 +35,7 @@ def test_groups_are_the_documented_ones():
         "data",
         "debug",
         "experiment",
+        "hparams_search",
         "model",
         "optimizer",
         "registry",
@@ -42,6 +43,7 @@ def test_groups_are_the_documented_ones():
         "tracking",
         "trainer",
     ]
+    assert options("hparams_search") == ["optuna"]
     assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "synthetic", "wine"]
     assert options("model") == ["linear", "mlp"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
