@@ -55,7 +55,7 @@ def _main(cfg: DictConfig) -> float | str | None:
         print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
         return None
     except KeyboardInterrupt:
-        print("mlproj: interrupted; the run was marked KILLED", file=sys.stderr)
+        print("mlproj: interrupted (Ctrl-C or SIGTERM); the run was marked KILLED", file=sys.stderr)
         sys.exit(130)
     # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
     # or "pruned" for a trial Optuna stopped early.

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import traceback
@@ -124,6 +125,9 @@ def tracked_run(
         experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system_metrics or None
     )
     run_id = run.info.run_id
+    # SIGTERM (a cluster preemption, `kill`) ends the run KILLED like Ctrl-C. During fit Lightning installs
+    # its own handler, which stops training at the next step; this one covers the rest of the run.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
     try:
         yield run
     except KeyboardInterrupt:
@@ -134,6 +138,19 @@ def tracked_run(
         raise
     else:
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _end(client: MlflowClient, run_id: str, status: int, detail: str, exc: BaseException | None = None) -> None:

@@ -134,7 +134,12 @@ def build_trainer(
     monitor = cfg.monitor
     mode = metrics.mode(monitor, task)
     checkpoint = ModelCheckpoint(
-        dirpath=str(checkpoint_dir), filename="best", monitor=monitor, mode=mode, save_last=True
+        dirpath=str(checkpoint_dir),
+        filename="best",
+        monitor=monitor,
+        mode=mode,
+        save_last=True,
+        save_on_exception=True,  # SIGTERM (preemption), Ctrl-C or a crash: keep the state reached so far
     )
     progress = [] if quiet else progress_callbacks(ProgressMode(cfg.progress_bar).value, cfg.max_epochs)
     callbacks: list[pl.Callback] = [checkpoint, *progress, *(extra_callbacks or [])]
