@@ -8,7 +8,7 @@ before any file, run or experiment is created. It imports nothing heavy so `--he
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class TrainerConfig:
     limit_test_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
     overfit_batches: Any = 0.0
     progress_bar: ProgressMode = ProgressMode.auto
-    model_summary: bool = True
+    model_summary: bool = False  # Lightning's layer table; the model's config is in the run's params
 
 
 @dataclass
@@ -170,6 +170,15 @@ class Config:
     quiet: bool = False  # no progress, no model summary, warnings only; the final summary still prints
 
 
+_SECTIONS = {
+    "data": DataConfig,
+    "trainer": TrainerConfig,
+    "tracking": TrackingConfig,
+    "registry": RegistryConfig,
+    "sweep": SweepConfig,
+}
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="mlproj_schema", node=Config)
 
@@ -179,6 +188,24 @@ def config_dir() -> str:
     here = Path(__file__).resolve().parent
     packaged = here / "conf"
     return str(packaged if packaged.is_dir() else here.parent / "conf")
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Hydra's `+key=value` opens a typed node to add a key, so a typo taken from Hydra's own hint
+    (`+trainer.max_epoch=5`) would be silently carried along: refuse keys the schema does not have."""
+    nodes: dict[str, type] = {f.name: f.type for f in fields(Config)}
+    for top in cfg:
+        if top == "hydra":
+            continue
+        if top not in nodes:
+            raise ConfigError(f"{top} is not a setting; top-level keys: {', '.join(nodes)}")
+        schema = _SECTIONS.get(str(top))
+        if schema is None or not OmegaConf.is_dict(cfg[top]):
+            continue
+        known = [f.name for f in fields(schema)]
+        for key in cfg[top]:
+            if key not in known:
+                raise ConfigError(f"{top}.{key} is not a setting of {top}; keys: {', '.join(known)}")
 
 
 def _missing(node: Any) -> set[str]:
@@ -209,6 +236,7 @@ def check_config(cfg: DictConfig) -> None:
     if missing:
         key = sorted(missing)[0]
         raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")
+    _check_known_keys(cfg)
     d, t = cfg.data, cfg.trainer
     if d.source == Source.csv and not (d.path and d.target):
         raise ConfigError("data.path and data.target are required for data=csv")

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = read_table(args.input)
         model = mlflow.pyfunc.load_model(args.model)
         params = {"probabilities": True} if args.probabilities else None
-        predictions = model.predict(rows, params=params)
+        # Only the model's own columns go in (IDs and the target may sit in the file): MLflow would warn.
+        wanted = model.metadata.get_input_schema().input_names()
+        predictions = model.predict(rows[[c for c in rows.columns if c in wanted]], params=params)
     except (FileNotFoundError, MlflowException, ValueError) as exc:
         message = getattr(exc, "message", str(exc)).split("Error: ")[-1].splitlines()[-1]
         print(f"mlproj.predict: error: {message}", file=sys.stderr)

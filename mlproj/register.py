@@ -53,10 +53,16 @@ def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_
     runs = client.search_runs(experiment_ids, filter_string=" and ".join(clauses), max_results=5000)
     if not runs:
         raise ConfigError("no FINISHED run with a logged model matches: " + " and ".join(clauses))
-    tasks = {r.data.tags.get("mlproj.task", "") for r in runs}
-    if len(tasks) != 1:
-        raise ConfigError(f"the matching runs mix tasks {sorted(tasks)}; narrow them with --filter")
-    task = tasks.pop()
+    groups = {(r.data.tags.get("mlproj.data.name", "?"), r.data.tags.get("mlproj.task", "?")) for r in runs}
+    if len(groups) != 1:
+        # Runs of different datasets or tasks are not comparable on one metric.
+        name, task = sorted(groups)[0]
+        listed = ", ".join(f"{d} ({t})" for d, t in sorted(groups))
+        raise ConfigError(
+            f"the matching runs mix datasets/tasks: {listed}; pick one, e.g. "
+            f"--filter \"tags.`mlproj.data.name` = '{name}' and tags.`mlproj.task` = '{task}'\""
+        )
+    task = groups.pop()[1]
     metric = metric or metrics.main_metric(task)
     metrics.spec_of(metric, task, stages=("val", "test"), key="--metric")
     ranked = [r for r in runs if metric in r.data.metrics]
@@ -156,7 +162,8 @@ def register_best(
         run, task, metric = best_run(client, [found.experiment_id], metric, filter_string, sweep)
     experiment_name = client.get_experiment(run.info.experiment_id).name
     data_name = run.data.tags.get("mlproj.data.name", "model")
-    name = model_name or registry.default_model_name(experiment_name, data_name)
+    target = run.data.tags.get("mlproj.data.target", "target")
+    name = model_name or registry.default_model_name(experiment_name, data_name, target)
     registry.check_registry_uri(registry_uri, name)
     policy = registry.Policy(
         model_name=name,
@@ -178,7 +185,11 @@ def register_best(
         lock_path=f"{db}.registry.lock" if db else None,
         dry_run=dry_run,
     )
-    print(registry.plan(client, decision, policy, run.data.metrics) if dry_run else registry.report(decision, policy))
+    print(
+        registry.plan(client, decision, policy, run.data.metrics, run.info.run_id)
+        if dry_run
+        else registry.report(decision, policy)
+    )
     return decision
 
 

@@ -86,9 +86,11 @@ def policy_from_config(registry_cfg: Any, task: str, default_name: str) -> Polic
     )
 
 
-def default_model_name(experiment: str, data_name: str) -> str:
-    # Workspace experiment paths (/Shared/x) are not model names; keep their last part.
-    return f"{experiment.rstrip('/').split('/')[-1]}-{data_name}"
+def default_model_name(experiment: str, data_name: str, target: str = "target") -> str:
+    """`<experiment>-<data>`, plus `-<target>` for a table with a named target: models of two targets of
+    one file (price, segment) must not share a name. Workspace paths (/Shared/x) keep their last part."""
+    name = f"{experiment.rstrip('/').split('/')[-1]}-{data_name}"
+    return name if target in ("", "target") else f"{name}-{target}"
 
 
 def check_registry_uri(registry_uri: str | None, model_name: str | None) -> None:
@@ -101,11 +103,14 @@ def check_registry_uri(registry_uri: str | None, model_name: str | None) -> None
         )
 
 
-def after_run(client: MlflowClient, cfg: Any, result: Any, data_name: str, in_sweep: bool = False) -> Decision:
+def after_run(
+    client: MlflowClient, cfg: Any, result: Any, data_name: str, target: str, in_sweep: bool = False
+) -> Decision:
     """The gate as the train path runs it, once the run has ended FINISHED; prints what it decided."""
     from mlproj.tracking import sqlite_path, tracking_uri
 
-    policy = policy_from_config(cfg.registry, result.task, default_model_name(result.experiment, data_name))
+    default_name = default_model_name(result.experiment, data_name, target)
+    policy = policy_from_config(cfg.registry, result.task, default_name)
     if in_sweep and str(getattr(cfg.registry.when, "value", cfg.registry.when)) == "best" and policy.enabled:
         client.set_tag(result.run_id, DECISION_TAG, "deferred")  # the sweep's end decides (SweepRegistrar)
         return Decision("deferred", [])
@@ -121,7 +126,7 @@ def after_run(client: MlflowClient, cfg: Any, result: Any, data_name: str, in_sw
         extra_tags=_provenance(run.data.tags),
         lock_path=f"{db}.registry.lock" if db else None,
     )
-    if not (cfg.quiet and decision.decision == "skipped"):
+    if not ((cfg.quiet or in_sweep) and decision.decision == "skipped"):
         print(report(decision, policy), flush=True)
     return decision
 
@@ -136,7 +141,9 @@ def report(decision: Decision, policy: Policy) -> str:
     lines = [head]
     if decision.checks:
         lines.append(format_table(decision.checks))
-    if decision.decision == "registered":
+    if decision.decision == "registered" and decision.reason == "already registered":
+        lines.append(f"  the run is already models:/{policy.model_name}/{decision.version}; nothing added")
+    elif decision.decision == "registered":
         role = "champion and challenger" if decision.champion else "challenger"
         lines.append(f"  models:/{policy.model_name}/{decision.version} is now {role}")
     elif decision.reason:
@@ -144,11 +151,18 @@ def report(decision: Decision, policy: Policy) -> str:
     return "\n".join(lines)
 
 
-def plan(client: MlflowClient, decision: Decision, policy: Policy, values: dict[str, float]) -> str:
+def plan(client: MlflowClient, decision: Decision, policy: Policy, values: dict[str, float], run_id: str) -> str:
     """What `gate` would do, for --dry-run: reads the registry, writes nothing."""
     lines = [f"dry run, nothing written: the gate would say {decision.decision.upper()}", format_table(decision.checks)]
     if decision.decision != "registered":
         lines.append(f"  {decision.reason}")
+        return "\n".join(lines)
+    try:
+        same = [v for v in client.search_model_versions(f"name = '{policy.model_name}'") if v.run_id == run_id]
+    except MlflowException:
+        same = []
+    if same:
+        lines.append(f"  the run is already models:/{policy.model_name}/{same[0].version}; nothing would be added")
         return "\n".join(lines)
     lines.append(f"  would add a version of {policy.model_name!r} and point {CHALLENGER!r} at it")
     metric, new = policy.primary_metric, values.get(policy.primary_metric)
@@ -259,6 +273,20 @@ def _register(
         except MlflowException as exc:
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
+        existing = client.search_model_versions(f"name = '{policy.model_name}'")
+        for version in existing:
+            if version.run_id == run_id:  # registering the same run twice adds nothing
+                decision.version, decision.reason = str(version.version), "already registered"
+                decision.champion = _alias_version(client, policy.model_name, CHAMPION) == int(version.version)
+                return
+        other = {v.tags.get("mlproj.task") for v in existing} - {None, policy.task}
+        if other:
+            decision.decision = "rejected"
+            decision.reason = (
+                f"registered model {policy.model_name!r} holds {other.pop()} models and this run is "
+                f"{policy.task}; choose another registry.model_name"
+            )
+            return
         # Versions registered after this point compete with the champion seen now (see _settle_aliases).
         baseline = _alias_version(client, policy.model_name, CHAMPION) or 0
         tests = ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items()) if k.startswith("test_"))

@@ -72,6 +72,7 @@ def run(
             **cfg.tracking.tags,
             "mlproj.task": task,
             "mlproj.data.name": data.table.name,
+            "mlproj.data.target": str(data.table.target.name),
             "mlproj.data.source": data.table.source,
             "mlproj.config_digest": tracking.config_digest(cfg),
             **({"mlproj.sweep": sweep} if sweep else {}),
@@ -154,7 +155,9 @@ def run(
     result = RunResult(run_id, experiment, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
     result.extra["objective"] = score
     print_summary(result)
-    result.extra["registry"] = registry.after_run(client, cfg, result, data.table.name, in_sweep=sweep is not None)
+    result.extra["registry"] = registry.after_run(
+        client, cfg, result, data.table.name, str(data.table.target.name), in_sweep=sweep is not None
+    )
     return result
 
 

@@ -116,6 +116,9 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["model._target_=nowhere.Model"], "model._target_='nowhere.Model' cannot be imported"),
         (["+optimizer.betas_typo=1"], "optimizer.betas_typo is not a parameter of torch.optim.Adam"),
         (["+model.in_features=3"], "model.in_features is set by mlproj"),
+        (["+trainer.max_epoch=5"], "trainer.max_epoch is not a setting of trainer; keys: accelerator"),
+        (["+data.targte=y"], "data.targte is not a setting of data"),
+        (["+epochs=3"], "epochs is not a setting; top-level keys: data, model"),
     ],
 )
 def test_cross_field_checks_name_the_key(make_cfg, overrides, message):

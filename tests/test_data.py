@@ -193,3 +193,10 @@ def test_include_exclude(houses_csv):
     assert list(table.features.columns) == ["area", "city"]
     with pytest.raises(ConfigError, match=r"data.exclude names unknown columns \['nope'\]"):
         load_table(csv_config(houses_csv, "price", exclude=["nope"]))
+
+
+def test_an_id_column_is_not_a_class_label(houses_csv):
+    cfg = csv_config(houses_csv, "house_id")
+    table = load_table(cfg)
+    with pytest.raises(ConfigError, match="has 400 distinct values in 400 rows: an identifier"):
+        prepare(table, resolve_task(table, cfg), cfg)

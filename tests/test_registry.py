@@ -212,6 +212,13 @@ def test_register_best_command(store, tmp_path):
 
     rejected = register_cli(*base, "--threshold", "test_r2=0.9", cwd=tmp_path)
     assert rejected.returncode == 0 and "REJECTED" in rejected.stdout
+    make_run(store, "pick", {"test_rmse": 1.0})  # another dataset in the same experiment
+    client = MlflowClient(store)
+    odd = client.search_runs([client.get_experiment_by_name("pick").experiment_id], order_by=["start_time DESC"])[0]
+    client.set_tag(odd.info.run_id, "mlproj.data.name", "houses")
+    mixed = register_cli(*base, cwd=tmp_path)
+    assert mixed.returncode == 2 and "mix datasets/tasks: diabetes (regression), houses (regression)" in mixed.stderr
+    assert "--filter \"tags.`mlproj.data.name` = 'diabetes'" in mixed.stderr
     missing = register_cli("--experiment", "nope", "--tracking-uri", store, cwd=tmp_path)
     assert missing.returncode == 2 and "no experiment named 'nope'; experiments:" in missing.stderr
 
@@ -274,3 +281,25 @@ def test_sweep_registration_policy(tmp_path, when, expected_versions):
         assert versions[0].run_id == best.info.run_id
         decisions = sorted(r.data.tags[registry.DECISION_TAG] for r in runs)
         assert decisions == ["deferred", "registered"]
+
+
+def test_a_run_is_registered_once_and_tasks_do_not_mix(store):
+    run_id = make_run(store, "reg", {"test_rmse": 50.0})
+    first = gate_run(store, run_id, policy("m", enabled=True))
+    again = gate_run(store, run_id, policy("m", enabled=True))
+    assert first.version == again.version == "1" and again.reason == "already registered"
+    assert len(MlflowClient(store).search_model_versions("name = 'm'")) == 1
+    other = make_run(store, "reg", {"test_accuracy": 0.9})
+    clash = registry.Policy(model_name="m", task="classification", enabled=True)
+    client = MlflowClient(store)
+    decision = registry.gate(
+        client, other, client.get_run(other).data.tags["mlproj.model_uri"], {"test_accuracy": 0.9}, clash
+    )
+    assert decision.decision == "rejected" and "holds regression models" in decision.reason
+    assert len(client.search_model_versions("name = 'm'")) == 1
+
+
+def test_default_names_keep_targets_of_one_file_apart():
+    assert registry.default_model_name("mlproj", "diabetes") == "mlproj-diabetes"
+    assert registry.default_model_name("mlproj", "houses", "price") == "mlproj-houses-price"
+    assert registry.default_model_name("/Shared/team", "houses", "segment") == "team-houses-segment"

@@ -53,6 +53,11 @@ def resolve_task(table: Table, cfg: DataConfig) -> str:
 def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
     if task == CLASSIFICATION:
         counts = table.target.value_counts()
+        if len(counts) > max(50, len(table.target) // 2):
+            raise ConfigError(
+                f"data.target={table.target.name!r} has {len(counts)} distinct values in {len(table.target)} rows: "
+                "an identifier, not a class label (a numeric target can be set data.task=regression)"
+            )
         if len(counts) < 2:
             raise ConfigError(f"data.target={table.target.name!r} has a single class; classification needs two")
     elif not pd.api.types.is_numeric_dtype(table.target) or pd.api.types.is_bool_dtype(table.target):
@@ -72,7 +77,8 @@ def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
         raise ConfigError(f"data: {exc}") from exc
     unseen = set(map(_key, table.target.iloc[np.concatenate([val_idx, test_idx])])) - set(map(_key, pre.labels))
     if task == CLASSIFICATION and unseen:
-        raise ConfigError(f"classes {sorted(unseen, key=str)} occur only outside the training split")
+        shown = sorted(unseen, key=str)[:10]
+        raise ConfigError(f"{len(unseen)} classes occur only outside the training split, e.g. {shown}")
     splits = {}
     for name, idx in parts.items():
         raw = table.features.iloc[idx].reset_index(drop=True)
