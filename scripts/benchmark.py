@@ -1,0 +1,197 @@
+"""Training throughput, side by side in one process: a hand-written loop, mlproj's path, conventional Lightning.
+
+Same data (synthetic regression, in memory), model (MLP 32→256→256→1), batch size, optimizer (Adam 1e-3)
+and epochs for all three; only training epochs are timed (after one warm-up epoch each):
+  (a) raw       a hand-written PyTorch loop over index slices of a per-epoch permutation
+  (b) mlproj    mlproj's own path: TabularTask + TensorBatches + the Trainer from mlproj.training
+  (c) lightning DataLoader(TensorDataset(...), shuffle=True) and per-step torchmetrics/self.log logging
+The last line is one JSON object with the ratios.
+
+    python scripts/benchmark.py            # 200k rows, 3 timed epochs
+    python scripts/benchmark.py --quick    # 50k rows, 1 timed epoch (well under a minute on 2 cores)
+    python scripts/benchmark.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def make_data(rows: int, features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, features, generator=gen)
+    w = torch.randn(features, 1, generator=gen)
+    y = (x @ w).squeeze(-1) + 0.1 * torch.randn(rows, generator=gen)
+    return x, y
+
+
+def make_model(features: int, seed: int = 0) -> nn.Module:
+    from mlproj.models import MLP
+
+    torch.manual_seed(seed)
+    return MLP(features, 1, hidden_sizes=[256, 256], dropout=0.0)
+
+
+def raw_loop(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+    model = make_model(x.shape[1]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = x.to(device), y.to(device)
+    n = len(x)
+
+    def epoch() -> None:
+        order = torch.randperm(n, device=device)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            loss = F.mse_loss(model(x[idx]).squeeze(-1), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    epoch()  # warm-up
+    _sync(device)
+    began = time.perf_counter()
+    for _ in range(epochs):
+        epoch()
+    _sync(device)
+    return n * epochs / (time.perf_counter() - began)
+
+
+class EpochTimer:
+    """Sums wall time of training epochs after the first (warm-up), as a Lightning callback."""
+
+    def __new__(cls, device: str):  # built lazily: Lightning is imported only when used
+        import pytorch_lightning as pl
+
+        class _Timer(pl.Callback):
+            def __init__(self) -> None:
+                self.seconds, self.epochs, self._t = 0.0, 0, 0.0
+
+            def on_train_epoch_start(self, trainer, module) -> None:
+                _sync(device)
+                self._t = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, module) -> None:
+                _sync(device)
+                if trainer.current_epoch > 0:
+                    self.seconds += time.perf_counter() - self._t
+                    self.epochs += 1
+
+        return _Timer()
+
+
+def mlproj_path(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+    from pathlib import Path
+    from tempfile import mkdtemp
+
+    from omegaconf import OmegaConf
+    from pytorch_lightning.loggers.logger import DummyLogger
+
+    from mlproj.config import TrainerConfig
+    from mlproj.data.batches import TensorBatches
+    from mlproj.task import TabularTask
+    from mlproj.training import build_trainer
+
+    module = TabularTask(make_model(x.shape[1]), "regression", 0, optimizer=_adam)
+    cfg = OmegaConf.structured(TrainerConfig)
+    cfg.accelerator = "gpu" if device == "cuda" else "cpu"
+    cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "none"
+    cfg.limit_val_batches = 1
+    timer = EpochTimer(device)
+    trainer = build_trainer(
+        cfg, "regression", DummyLogger(), Path(mkdtemp()) / "ckpt", quiet=True, extra_callbacks=[timer]
+    )
+    trainer.fit(module, TensorBatches(x, y, batch, shuffle=True), TensorBatches(x[:batch], y[:batch], batch))
+    return len(x) * timer.epochs / timer.seconds
+
+
+def _adam(params):
+    return torch.optim.Adam(params, lr=1e-3)
+
+
+def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+    import pytorch_lightning as pl
+    import torchmetrics
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Conventional(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = make_model(x.shape[1])
+            self.mse = torchmetrics.MeanSquaredError()
+
+        def training_step(self, b, i):
+            xb, yb = b
+            pred = self.model(xb).squeeze(-1)
+            loss = F.mse_loss(pred, yb)
+            self.mse(pred, yb)
+            self.log("train_loss", loss, on_step=True, prog_bar=False)
+            self.log("train_mse", self.mse, on_step=True, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+    timer = EpochTimer(device)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        max_epochs=epochs + 1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        log_every_n_steps=50,
+    )
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    trainer.fit(Conventional(), loader)
+    return len(x) * timer.epochs / timer.seconds
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--rows", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch", type=int, default=256)
+    args = p.parse_args()
+    rows = args.rows or (50_000 if args.quick else 200_000)
+    epochs = args.epochs or (1 if args.quick else 3)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    x, y = make_data(rows, 32)
+    results = {}
+    for name, fn in (("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)):
+        results[name] = fn(x, y, args.batch, epochs, args.device)
+    print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s), "
+          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")  # fmt: skip
+    for name, rate in results.items():
+        print(f"  {name:<22} {rate:>10,.0f} samples/s   {rate / results['raw']:.2f}x raw")
+    print(
+        json.dumps(
+            {
+                "mlproj_vs_raw": round(results["mlproj"] / results["raw"], 3),
+                "mlproj_vs_lightning_dataloader": round(results["mlproj"] / results["lightning_dataloader"], 3),
+                "samples_per_s": {k: round(v) for k, v in results.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
