@@ -43,6 +43,9 @@ def _main(cfg: DictConfig) -> float | str | None:
         sys.exit(1)
     except Exception as exc:
         note_failure()
+        if sweep is None and type(exc).__name__ == "TrainingDiverged":
+            print(f"mlproj: error: {exc}; the run was marked FAILED", file=sys.stderr)
+            sys.exit(1)
         if sweep is None:
             raise
         if cfg.sweep.fail_fast:

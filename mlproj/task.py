@@ -20,6 +20,10 @@ from mlproj import metrics
 from mlproj.metrics import REGRESSION
 
 
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite: the run ends FAILED and nothing is registered."""
+
+
 class TabularTask(pl.LightningModule):
     def __init__(
         self,
@@ -87,6 +91,12 @@ class TabularTask(pl.LightningModule):
             f"{stage}_loss": self.losses["_" + stage].compute(),
             **self.stage_metrics["_" + stage].compute(),
         }
+        # Checked once per epoch, not per step: a per-step check would synchronise the GPU every batch.
+        if stage == "train" and not torch.isfinite(values["train_loss"]):
+            raise TrainingDiverged(
+                f"train_loss is {float(values['train_loss'])} at epoch {self.current_epoch}: training diverged "
+                "(lower optimizer.lr, or set trainer.gradient_clip_val)"
+            )
         # The loss and the monitored metric also show in the progress bar.
         shown = {f"{stage}_loss", self.monitor}
         self.log_dict({k: v for k, v in values.items() if k not in shown}, on_step=False, on_epoch=True)

@@ -170,3 +170,16 @@ def test_parallel_first_use_of_a_fresh_store_makes_one_experiment(tmp_path):
     assert len(ids) == 1
     names = [e.name for e in MlflowClient(uri).search_experiments()]
     assert sorted(names) == ["Default", "race"]
+
+
+def test_diverging_training_stops_failed_and_registers_nothing(make_cfg, store, tmp_path):
+    from mlproj.task import TrainingDiverged
+
+    cfg = make_cfg(
+        *QUICK, f"tracking.uri='{store}'", "optimizer=sgd", "optimizer.lr=1000", "++registry.thresholds.test_r2=-1000"
+    )
+    with pytest.raises(TrainingDiverged, match="training diverged"):
+        run(cfg, [], tmp_path / "out")
+    (failed,) = runs_of(store, "mlproj")
+    assert failed.info.status == "FAILED" and "TrainingDiverged" in failed.data.tags["mlproj.error"]
+    assert MlflowClient(store).search_registered_models() == []
