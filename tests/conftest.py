@@ -74,6 +74,18 @@ def houses_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+def segment_overrides(store: str, csv: Path) -> list[str]:
+    """A quick classification run on the houses table (string labels from the `segment` column)."""
+    return [
+        *QUICK,
+        f"tracking.uri='{store}'",
+        "data=csv",
+        f"data.path='{csv}'",
+        "data.target=segment",
+        "data.exclude=[price]",
+    ]
+
+
 @pytest.fixture
 def houses_csv(tmp_path: Path) -> Path:
     path = tmp_path / "houses.csv"

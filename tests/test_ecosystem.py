@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlproj.train import run
-from tests.conftest import QUICK, free_port, run_cli
+from tests.conftest import QUICK, free_port, run_cli, segment_overrides
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -64,16 +64,7 @@ def post(url: str, payload: dict) -> dict:
 
 
 def test_serving_answers_raw_rows_over_http(make_cfg, store, houses_csv, tmp_path):
-    cfg = make_cfg(
-        *QUICK,
-        f"tracking.uri='{store}'",
-        "data=csv",
-        f"data.path='{houses_csv}'",
-        "data.target=segment",
-        "data.exclude=[price]",
-        "registry.enabled=true",
-        "registry.model_name=houses",
-    )
+    cfg = make_cfg(*segment_overrides(store, houses_csv), "registry.enabled=true", "registry.model_name=houses")
     run(cfg, [], tmp_path / "out")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}

@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, r2_score
 
 from mlproj.config import ConfigError
 from mlproj.train import run
-from tests.conftest import QUICK
+from tests.conftest import QUICK, segment_overrides
 
 
 def runs_of(store: str, experiment: str) -> list:
@@ -63,16 +63,7 @@ def test_regression_run_records_everything(make_cfg, store, tmp_path):
 
 
 def test_csv_classification_round_trip_from_raw_rows(make_cfg, store, houses_csv, tmp_path):
-    cfg = make_cfg(
-        *QUICK,
-        f"tracking.uri='{store}'",
-        "data=csv",
-        f"data.path='{houses_csv}'",
-        "data.target=segment",
-        "data.exclude=[price]",
-        "trainer.max_epochs=6",
-        "trainer.limit_train_batches=1.0",
-    )
+    cfg = make_cfg(*segment_overrides(store, houses_csv), "trainer.max_epochs=6", "trainer.limit_train_batches=1.0")
     result = run(cfg, [], tmp_path / "out")
     assert result.task == "classification"
     model = mlflow.pyfunc.load_model(result.model_uri)
