@@ -187,13 +187,39 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): value}
 
 
+# Credentials never reach params, tags, artifacts or printed lines: values of secret-looking keys are
+# masked, and so is the password part of any URL (http://user:password@host, postgresql://...).
+_SECRET_KEY = re.compile(r"password|passwd|secret|token|api_?key|credential|private_key", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@")
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    """Mask URL passwords and `secret_key=value` pairs inside a free-form string (a command line)."""
+    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    return re.sub(
+        r"([\w.+~]*(?:password|passwd|secret|token|api_?key|credential)[\w.]*)=(\S+)", rf"\1={MASK}", text, flags=re.I
+    )
+
+
+def redacted(node: Any, key: str = "") -> Any:
+    """A copy of a config container with secret values masked."""
+    if isinstance(node, dict):
+        return {k: redacted(v, str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [redacted(v, key) for v in node]
+    if isinstance(node, str):
+        return MASK if _SECRET_KEY.search(key) else _URL_PASSWORD.sub(rf"\1:{MASK}@", node)
+    return MASK if _SECRET_KEY.search(key) and node is not None else node
+
+
 def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str]) -> None:
-    resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    resolved = redacted(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     params = [Param(k, v) for k, v in flatten(resolved).items()]
     for start in range(0, len(params), 100):  # MLflow's batch limit
         client.log_batch(run_id, params=params[start : start + 100])
-    client.log_text(run_id, OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
-    client.log_text(run_id, "\n".join(overrides) + "\n", "config/overrides.txt")
+    client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
+    client.log_text(run_id, "\n".join(redact(o) for o in overrides) + "\n", "config/overrides.txt")
 
 
 def config_digest(cfg: DictConfig) -> str:
@@ -206,14 +232,14 @@ def config_digest(cfg: DictConfig) -> str:
 def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, str]:
     tags = {
         "mlproj.version": __version__,
-        "mlproj.overrides": json.dumps(overrides)[:TAG_VALUE_LIMIT],
-        "mlproj.command": " ".join([_program(), shlex.join(sys.argv[1:])]).strip()[:TAG_VALUE_LIMIT],
+        "mlproj.overrides": json.dumps([redact(o) for o in overrides])[:TAG_VALUE_LIMIT],
+        "mlproj.command": redact(" ".join([_program(), shlex.join(sys.argv[1:])]).strip())[:TAG_VALUE_LIMIT],
     }
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["mlflow.source.git.commit"] = commit
         tags["mlproj.git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
-    tags.update({k: str(v) for k, v in extra.items()})
+    tags.update({k: MASK if _SECRET_KEY.search(k) else redact(str(v)) for k, v in extra.items()})
     return tags
 
 

@@ -195,7 +195,9 @@ def print_summary(result: RunResult) -> None:
         lines.append(f"  {name:<16} {result.metrics[name]:.6g}{marker}")
     if result.model_uri:
         lines.append(f"  model: {result.model_uri}  (mlflow.pyfunc.load_model(...).predict(raw_rows))")
-    uri = result.tracking_uri
+    from mlproj.tracking import redact
+
+    uri = redact(result.tracking_uri)
     ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}"
     lines.append(f"  see it: {ui}")
     print("\n".join(lines), flush=True)
