@@ -14,10 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_rows(path: Path) -> pd.DataFrame:
+    from mlproj.data.sources import read_table
+
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    return read_table(path)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.registry_uri:
         mlflow.set_registry_uri(args.registry_uri)
     try:
-        rows = read_table(args.input)
+        rows = read_rows(args.input)
         model = mlflow.pyfunc.load_model(args.model)
         params = {"probabilities": True} if args.probabilities else None
         # Only the model's own columns go in (IDs and the target may sit in the file): MLflow would warn.

@@ -116,7 +116,7 @@ def swept_keys(sweep_overrides: list[str]) -> list[str]:
 
 def child_name(overrides: list[str]) -> str:
     """A trial is named after what its sweep varies: `model=mlp,optimizer.lr=0.01` (Optuna: `trial 3 ...`)."""
-    keys = set(json.loads(os.environ.get(SWEPT_ENV, "[]")))
+    keys = _swept_env()
     trial = [o.split("=", 1)[1] for o in overrides if o.startswith("++sweep.trial=")]
     varied = [o for o in overrides if o.split("=", 1)[0] in keys] or [o for o in overrides if "sweep.trial" not in o]
     name = ",".join(varied) or "defaults"
@@ -204,13 +204,14 @@ def _log_objective_plot(client: Any, parent: str, rows: list[dict[str, Any]], ob
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    declared, varied = _swept_env(), _swept_from(rows)
     params: dict[str, list[tuple[str, float]]] = {}
     for row in rows:
         if row["objective"] is None:
             continue
         for item in row["overrides"].split():
             key, _, value = item.partition("=")
-            if key.lstrip("+~") in json.loads(os.environ.get(SWEPT_ENV, "[]")) or key in _swept_from(rows):
+            if key.lstrip("+~") in declared or key in varied:
                 params.setdefault(key, []).append((value, row["objective"]))
     fig, axes = plt.subplots(1, 1 + len(params), figsize=(4.5 * (1 + len(params)), 3.8), squeeze=False)
     done = [(i, r["objective"]) for i, r in enumerate(rows) if r["objective"] is not None]
@@ -233,6 +234,11 @@ def _log_objective_plot(client: Any, parent: str, rows: list[dict[str, Any]], ob
     fig.tight_layout()
     client.log_figure(parent, fig, "sweep/objective.png")
     plt.close(fig)
+
+
+def _swept_env() -> set[str]:
+    """The keys start_parent recorded as swept (grid sweeps and the Optuna sweeper's space)."""
+    return set(json.loads(os.environ.get(SWEPT_ENV, "[]")))
 
 
 def _swept_from(rows: list[dict[str, Any]]) -> set[str]:

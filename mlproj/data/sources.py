@@ -95,12 +95,8 @@ def _file(cfg: DataConfig) -> Table:
     path = Path(cfg.path).expanduser()
     if not path.is_file():
         raise ConfigError(f"data.path={cfg.path!r}: no such file")
-    suffixes = "".join(path.suffixes).lower()
     try:
-        if suffixes.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
+        frame = read_table(path)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise ConfigError(f"data.path={cfg.path!r} could not be read: {exc}") from exc
     if frame.empty or frame.shape[1] == 0:
@@ -117,6 +113,12 @@ def _file(cfg: DataConfig) -> Table:
     frame, target = frame[keep].reset_index(drop=True), target[keep].reset_index(drop=True)
     name = path.name.split(".")[0]
     return Table(frame, target, name, str(path.resolve()), dropped_target_rows=dropped)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (also compressed) or Parquet file, chosen by its extension."""
+    suffixes = "".join(path.suffixes).lower()
+    return pd.read_parquet(path) if suffixes.endswith((".parquet", ".pq")) else pd.read_csv(path)
 
 
 def _select_columns(table: Table, cfg: DataConfig) -> Table:
