@@ -21,6 +21,7 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mlproj.outage import EXIT_KEPT_LOCALLY, KeptLocally, TrackingUnreachable
     from mlproj.registry import RegistryError
     from mlproj.sweeps import note_failure
     from mlproj.train import run
@@ -37,10 +38,16 @@ def _main(cfg: DictConfig) -> float | str | None:
             raise
         print(f"mlproj: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except RegistryError as exc:
+    except (RegistryError, TrackingUnreachable) as exc:
         note_failure()
         print(f"mlproj: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeptLocally as exc:
+        note_failure()
+        print(f"mlproj: {exc}", file=sys.stderr)
+        if sweep is None or cfg.sweep.fail_fast:
+            sys.exit(EXIT_KEPT_LOCALLY)
+        return None
     except Exception as exc:
         note_failure()
         if sweep is None and type(exc).__name__ == "TrainingDiverged":

@@ -8,6 +8,7 @@ before any file, run or experiment is created. It imports nothing heavy so `--he
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,9 @@ class TrackingConfig:
     log_model: bool = True
     log_plots: bool = True  # learning curves and test diagnostics as PNG artifacts under plots/
     system_metrics: bool = False  # CPU, memory (and GPU) utilisation, through MLflow's system metrics
+    # A tracking server lost mid-run: metrics are buffered and retried for this many seconds; after that
+    # the trained model and unsent results are kept on local disk (`python -m mlproj.upload` logs them later).
+    retry_for: float = 300.0
 
 
 class Promote(str, enum.Enum):
@@ -168,6 +172,9 @@ class Config:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
     quiet: bool = False  # no progress, no model summary, warnings only; the final summary still prints
+    # None: a new run. "auto": continue the latest interrupted run of this same config from its last
+    # checkpoint, into the same MLflow run (a FINISHED one is not trained again). Or a run id to continue.
+    resume: str | None = None
 
 
 _SECTIONS = {
@@ -271,6 +278,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError("tracking.uri is required for tracking=server (e.g. http://127.0.0.1:5000)")
     if not cfg.tracking.experiment.strip():
         raise ConfigError("tracking.experiment must not be empty")
+    _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
+    resume = cfg.resume
+    if resume is not None and resume != "auto" and not re.fullmatch(r"[0-9a-f]{32}", str(resume)):
+        raise ConfigError(f"resume={resume!r} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")
 
 
 register_configs()

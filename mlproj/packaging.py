@@ -167,21 +167,48 @@ def integer_schema_hint_silenced() -> Iterator[None]:
         yield
 
 
+def _pyfunc_kwargs(data: Path, example: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "loader_module": __name__,
+        "data_path": str(data),
+        "code_paths": [str(Path(__file__).resolve().parent)],
+        "signature": signature(example, load(data)),
+        "input_example": example,
+        "pip_requirements": pip_requirements(),
+    }
+
+
 def log_model(network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame) -> Any:
     """Log the packaged model into the active run; returns MLflow's ModelInfo (`models:/<id>`)."""
     import mlflow
 
-    example = input_example(pre, raw)
     with tempfile.TemporaryDirectory() as tmp, integer_schema_hint_silenced():
         data = Path(tmp) / "mlproj_model"
         save(network, model_cfg, pre, data)
-        predictor = load(data)
-        return mlflow.pyfunc.log_model(
-            name="model",
-            loader_module=__name__,
-            data_path=str(data),
-            code_paths=[str(Path(__file__).resolve().parent)],
-            signature=signature(example, predictor),
-            input_example=example,
-            pip_requirements=pip_requirements(),
-        )
+        return mlflow.pyfunc.log_model(name="model", **_pyfunc_kwargs(data, input_example(pre, raw)))
+
+
+def save_model(
+    path: Path, network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame
+) -> None:
+    """The same model as a local MLflow model folder (no tracking server needed): mlflow.pyfunc.load_model(path)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp, integer_schema_hint_silenced():
+        data = Path(tmp) / "mlproj_model"
+        save(network, model_cfg, pre, data)
+        mlflow.pyfunc.save_model(str(path), **_pyfunc_kwargs(data, input_example(pre, raw)))
+
+
+def log_saved(path: Path) -> Any:
+    """Log a model folder written by `save_model` into the active run (after a tracking-server outage)."""
+    import mlflow
+    from mlflow.models import Model
+
+    saved = Model.load(str(path))
+    data = path / saved.flavors["python_function"]["data"]
+    example = saved.load_input_example(str(path))
+    with integer_schema_hint_silenced():
+        kwargs = _pyfunc_kwargs(data, example)
+        kwargs["signature"] = saved.signature  # as trained, not re-derived
+        return mlflow.pyfunc.log_model(name="model", **kwargs)

@@ -65,6 +65,11 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
     (parallel sweep jobs), so the first use is serialised with a file lock beside the database.
     """
     uri = tracking_uri(cfg)
+    from mlproj import outage
+
+    if outage.is_remote(uri):
+        outage.bound_client_retries()
+        outage.probe(uri)  # a clear error within seconds, before anything is created or trained
     mlflow.set_tracking_uri(uri)
     if cfg.registry_uri:
         mlflow.set_registry_uri(cfg.registry_uri)
@@ -82,7 +87,16 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
         if launched:
             experiment_id = client.get_run(launched).info.experiment_id
         else:
-            experiment_id = get_or_create_experiment(client, cfg, db)
+            try:
+                experiment_id = get_or_create_experiment(client, cfg, db)
+            except MlflowException as exc:
+                if not outage.is_remote(uri):
+                    raise
+                # Something answers, but not as an MLflow server (a wrong port, a proxy, an auth wall).
+                first = str(exc).splitlines()[0][:300]
+                raise outage.TrackingUnreachable(
+                    f"{redact(uri)} does not answer as an MLflow tracking server ({first}); nothing was created"
+                ) from None
     mlflow.set_experiment(experiment_id=experiment_id)
     return client, experiment_id
 
@@ -116,13 +130,22 @@ def tracked_run(
     run_name: str | None,
     tags: dict[str, str],
     system_metrics: bool = False,
+    run_id: str | None = None,
 ) -> Iterator[Any]:
     """An MLflow run that always ends with a terminal status: FINISHED, FAILED (traceback saved) or KILLED.
 
-    Under `mlflow run`, MLFLOW_RUN_ID names the run MLflow created; mlflow.start_run resumes it.
+    Under `mlflow run`, MLFLOW_RUN_ID names the run MLflow created; mlflow.start_run resumes it, as it
+    resumes `run_id` (resume=...). A run whose results were kept locally (the server was lost) is left for
+    `python -m mlproj.upload` to end.
     """
+    from mlproj.outage import KeptLocally, is_connection_error
+
     run = mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=tags, log_system_metrics=system_metrics or None
+        run_id=run_id,
+        experiment_id=None if run_id else experiment_id,
+        run_name=None if run_id else run_name,
+        tags=tags,
+        log_system_metrics=system_metrics or None,
     )
     run_id = run.info.run_id
     # SIGTERM (a cluster preemption, `kill`) ends the run KILLED like Ctrl-C. During fit Lightning installs
@@ -130,6 +153,9 @@ def tracked_run(
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
     try:
         yield run
+    except KeptLocally:
+        _end_quietly(RunStatus.FINISHED)  # the server is gone: only forget the run here
+        raise
     except KeyboardInterrupt:
         _end(client, run_id, RunStatus.KILLED, "interrupted (SIGINT/SIGTERM)")
         raise
@@ -137,7 +163,11 @@ def tracked_run(
         _end(client, run_id, RunStatus.FAILED, traceback.format_exc(), exc)
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        try:
+            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        except Exception as exc:  # the train path already set FINISHED through its retries
+            if not is_connection_error(exc):
+                raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -162,7 +192,15 @@ def _end(client: MlflowClient, run_id: str, status: int, detail: str, exc: BaseE
     except Exception as log_exc:  # never let reporting hide the original error
         log.warning("could not save the error on run %s: %s", run_id, log_exc)
     finally:
+        _end_quietly(status)
+
+
+def _end_quietly(status: int) -> None:
+    """End the active run; a server that does not answer must not replace the error being reported."""
+    try:
         mlflow.end_run(RunStatus.to_string(status))
+    except Exception as exc:
+        log.warning("could not mark the run %s: %s", RunStatus.to_string(status), exc)
 
 
 # --- what a run records -------------------------------------------------------------------------------
@@ -226,7 +264,15 @@ def config_digest(cfg: DictConfig) -> str:
     """A short fingerprint of the resolved config: equal digests mean equal training recipes."""
     import hashlib
 
-    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:16]
+    recipe = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for section, key in NOT_RECIPE:
+        (recipe.get(section, {}) if section else recipe).pop(key, None)
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# How a run is watched or continued, not what it trains: left out of the digest, so `resume=auto quiet=true`
+# finds the run started without them.
+NOT_RECIPE = [("", "resume"), ("", "quiet"), ("trainer", "progress_bar"), ("tracking", "retry_for")]
 
 
 def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, str]:

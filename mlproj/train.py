@@ -7,9 +7,11 @@ experiment, run or file is created for a bad input). Heavy imports (Lightning, M
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from mlproj import metrics
 from mlproj.config import check_config
 from mlproj.data.prepare import PreparedData, prepare, resolve_task
 from mlproj.data.sources import load_table
+from mlproj.outage import KEPT_FOLDER
+from mlproj.pruning import PRUNED
 from mlproj.validation import check_devices, check_targets, check_task_metrics
 
 log = logging.getLogger(__name__)
@@ -56,21 +60,18 @@ def run(
     data = validate(cfg)
 
     import pytorch_lightning as pl
-    import torch
-    from hydra.utils import instantiate
 
-    from mlproj import packaging, plots, pruning, registry, sweeps, tracking
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import RunLogger, build_trainer
+    from mlproj import registry, resume, sweeps, tracking
 
-    pre, task = data.pre, data.task
-    client, experiment_id = tracking.connect(cfg.tracking)
+    client, experiment_id = tracking.connect(cfg.tracking)  # a lost server fails here, in seconds
+    point = resume.locate(client, experiment_id, cfg.resume, tracking.config_digest(cfg))
+    if point is not None and point.finished:
+        return already_finished(client, point.run_id, data.task, tracking.tracking_uri(cfg.tracking))
     tags = tracking.provenance_tags(
         overrides or [],
         {
             **cfg.tracking.tags,
-            "mlproj.task": task,
+            "mlproj.task": data.task,
             "mlproj.data.name": data.table.name,
             "mlproj.data.target": str(data.table.target.name),
             "mlproj.data.source": data.table.source,
@@ -82,78 +83,23 @@ def run(
     run_name = cfg.tracking.run_name or (sweeps.child_name(overrides or []) if sweep else None)
     if cfg.quiet:
         quiet()
-    with tracking.tracked_run(client, experiment_id, run_name, tags, cfg.tracking.system_metrics) as active:
-        run_id = active.info.run_id
-        # Seeded only now: MLflow draws its random run names from the same `random` module.
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        tracking.log_config(client, run_id, cfg, overrides or [])
-        tracking.log_dataset(data.table.features, data.table.target, data.table.name, data.table.source)
-        if data.table.dropped_target_rows:
-            client.log_metric(run_id, "data_dropped_target_rows", data.table.dropped_target_rows)
-
-        network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
-        scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-        module = TabularTask(
-            network,
-            task,
-            data.num_classes,
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=scheduler,
-            monitor=cfg.trainer.monitor,
-            target_mean=pre.target_mean,
-            target_std=pre.target_std,
-        )
-        loaders = {
-            name: TensorBatches(
-                torch.from_numpy(split.x),
-                torch.from_numpy(split.y),
-                cfg.data.batch_size,
-                shuffle=name == "train" and cfg.data.shuffle,
-                seed=cfg.seed,
-            )
-            for name, split in data.splits.items()
-        }
-        run_logger = RunLogger(client, run_id)
-        work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
-        objective = cfg.sweep.objective or metrics.main_metric(task, "val")
-        trial = pruning.trial_of(cfg)
-        extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
-        trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints", cfg.quiet, extra)
-        if fit(trainer, module, loaders) == pruning.PRUNED:
-            run_logger.flush()
-            client.set_tag(run_id, "mlproj.sweep.pruned", "true")
-            print(f"mlproj: trial {cfg.sweep.trial} pruned by Optuna; run {run_id} ends FINISHED, tagged pruned")
-            return RunResult(
-                run_id, "", tracking.tracking_uri(cfg.tracking), {}, None, task, {"objective": pruning.PRUNED}
-            )
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
-        trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
-        run_logger.flush()
-        results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
-
-        history = tracking.epoch_history(client, run_id)
-        score = sweeps.objective_value(history, results, objective, task)
-        if sweep and score is not None:
-            client.log_metric(run_id, sweeps.OBJECTIVE_METRIC, score)
-
-        model_uri = None
-        if cfg.tracking.log_model:
-            model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-            model_cfg = {k: v for k, v in model_cfg.items() if k == "_target_" or not k.startswith("_")}
-            info = packaging.log_model(module.model.cpu(), model_cfg, pre, data.splits["train"].raw)
-            model_uri = info.model_uri
-            client.set_tag(run_id, "mlproj.model_uri", model_uri)
-        if cfg.tracking.log_plots:
-            test = data.splits["test"]
-            predictions = packaging.TabularPredictor(module.model.cpu(), pre).predict(
-                test.raw, params={packaging.PROBABILITIES_PARAM: True}
-            )
-            plots.log_plots(client, run_id, plots.figures(task, history, test.raw_target, predictions, pre.labels))
-
-    experiment = client.get_experiment(experiment_id).name
-    result = RunResult(run_id, experiment, tracking.tracking_uri(cfg.tracking), results, model_uri, task)
-    result.extra["objective"] = score
+    work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
+    checkpoint_dir = point.checkpoint_dir if point and point.checkpoint_dir else work_dir / "checkpoints"
+    try:
+        with tracking.tracked_run(
+            client, experiment_id, run_name, tags, cfg.tracking.system_metrics, point.run_id if point else None
+        ) as active:
+            run_id = active.info.run_id
+            # Seeded only now: MLflow draws its random run names from the same `random` module.
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            with resume.claim(checkpoint_dir, run_id, tracking.tracking_uri(cfg.tracking)):
+                result = train(cfg, data, client, run_id, overrides or [], work_dir, checkpoint_dir, point, sweep)
+    finally:
+        if output_dir is None and not (work_dir / KEPT_FOLDER).exists():
+            shutil.rmtree(work_dir, ignore_errors=True)  # an in-process run without a folder leaves none
+    if result.extra.get("objective") == PRUNED:
+        return result
+    result.experiment = client.get_experiment(experiment_id).name
     print_summary(result)
     result.extra["registry"] = registry.after_run(
         client, cfg, result, data.table.name, str(data.table.target.name), in_sweep=sweep is not None
@@ -161,13 +107,145 @@ def run(
     return result
 
 
-def fit(trainer: Any, module: Any, loaders: dict[str, Any]) -> str:
+def train(
+    cfg: DictConfig,
+    data: PreparedData,
+    client: Any,
+    run_id: str,
+    overrides: list[str],
+    work_dir: Path,
+    checkpoint_dir: Path,
+    point: Any,
+    sweep: str | None,
+) -> RunResult:
+    """Inside the run: fit, test, then publish the results (or keep them locally if the server is lost)."""
+    import torch
+    from hydra.utils import instantiate
+
+    from mlproj import outage, packaging, plots, pruning, resume, sweeps, tracking
+    from mlproj.data.batches import TensorBatches
+    from mlproj.task import TabularTask
+    from mlproj.training import RunLogger, build_trainer
+
+    pre, task = data.pre, data.task
+    uri = tracking.tracking_uri(cfg.tracking)
+    lost = outage.Outage(uri, cfg.tracking.retry_for)
+    if point is None:
+        tracking.log_config(client, run_id, cfg, overrides)
+        tracking.log_dataset(data.table.features, data.table.target, data.table.name, data.table.source)
+        if data.table.dropped_target_rows:
+            client.log_metric(run_id, "data_dropped_target_rows", data.table.dropped_target_rows)
+        client.set_tag(run_id, resume.CHECKPOINT_TAG, str(checkpoint_dir.resolve()))
+
+    network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    module = TabularTask(
+        network,
+        task,
+        data.num_classes,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        monitor=cfg.trainer.monitor,
+        target_mean=pre.target_mean,
+        target_std=pre.target_std,
+    )
+    loaders = {
+        name: TensorBatches(
+            torch.from_numpy(split.x),
+            torch.from_numpy(split.y),
+            cfg.data.batch_size,
+            shuffle=name == "train" and cfg.data.shuffle,
+            seed=cfg.seed,
+        )
+        for name, split in data.splits.items()
+    }
+    history = tracking.epoch_history(client, run_id) if point is not None else None
+    run_logger = RunLogger(client, run_id, lost, history)
+    objective = cfg.sweep.objective or metrics.main_metric(task, "val")
+    trial = pruning.trial_of(cfg)
+    extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
+    trainer = build_trainer(cfg.trainer, task, run_logger, checkpoint_dir, cfg.quiet, extra)
+    checkpoint = point.checkpoint if point is not None else None
+    if point is not None:
+        epoch = resume.resumed_epoch(checkpoint) if checkpoint else 0
+        client.set_tag(run_id, resume.RESUMED_TAG, str(epoch))
+        print(f"mlproj: resuming run {run_id} at epoch {epoch} ({checkpoint or 'no completed epoch'})", flush=True)
+    if fit(trainer, module, loaders, checkpoint) == pruning.PRUNED:
+        run_logger.flush()
+        client.set_tag(run_id, "mlproj.sweep.pruned", "true")
+        print(f"mlproj: trial {cfg.sweep.trial} pruned by Optuna; run {run_id} ends FINISHED, tagged pruned")
+        return RunResult(run_id, "", uri, {}, None, task, {"objective": pruning.PRUNED})
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
+    trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+    score = sweeps.objective_value(run_logger.history, results, objective, task)
+    network = module.model.cpu()
+
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg = {k: v for k, v in model_cfg.items() if k == "_target_" or not k.startswith("_")}
+    figures: dict[str, Any] = {}
+    if cfg.tracking.log_plots:
+        test = data.splits["test"]
+        predictions = packaging.TabularPredictor(network, pre).predict(
+            test.raw, params={packaging.PROBABILITIES_PARAM: True}
+        )
+        figures = plots.figures(task, run_logger.history, test.raw_target, predictions, pre.labels)
+
+    # All trained and measured: from here on, each step waits out a lost server (tracking.retry_for).
+    model_uri = None
+    try:
+        run_logger.flush()
+        if sweep and score is not None:
+            lost.call(lambda: client.log_metric(run_id, sweeps.OBJECTIVE_METRIC, score), "objective")
+        if cfg.tracking.log_model:
+            info = lost.call(lambda: packaging.log_model(network, model_cfg, pre, data.splits["train"].raw), "model")
+            model_uri = info.model_uri
+            lost.call(lambda: client.set_tag(run_id, "mlproj.model_uri", model_uri), "model tag")
+        if figures:
+            lost.call(lambda: plots.log_plots(client, run_id, figures), "plots")
+        lost.call(lambda: client.set_terminated(run_id, "FINISHED"), "status")
+    except outage.TrackingLost:
+        record = {
+            "run_id": run_id,
+            "tracking_uri": tracking.redact(uri),
+            "results": results,
+            "task": task,
+            "model_uri": model_uri,
+            "objective": [sweeps.OBJECTIVE_METRIC, score] if sweep and score is not None else None,
+            "registry": bool(cfg.registry.enabled or (cfg.registry.enabled is None and cfg.registry.thresholds)),
+        }
+        save = None
+        if cfg.tracking.log_model and model_uri is None:
+            save = partial(
+                packaging.save_model, network=network, model_cfg=model_cfg, pre=pre, raw=data.splits["train"].raw
+            )
+        pending = run_logger.pending()
+        folder = outage.keep_locally(work_dir / KEPT_FOLDER, record, pending, save, figures)
+        raise outage.KeptLocally(folder.resolve(), run_id) from None
+    return RunResult(run_id, "", uri, results, model_uri, task, {"objective": score})
+
+
+def already_finished(client: Any, run_id: str, task: str, uri: str) -> RunResult:
+    """resume=auto found this config's run FINISHED: report it, train nothing, register nothing again."""
+
+    found = client.get_run(run_id)
+    results = {k: v for k, v in found.data.metrics.items() if k.startswith("test_")}
+    experiment = client.get_experiment(found.info.experiment_id).name
+    result = RunResult(run_id, experiment, uri, results, found.data.tags.get("mlproj.model_uri"), task)
+    print(f"mlproj: resume=auto: run {run_id} of this config already FINISHED; not training it again", flush=True)
+    print("  (resume=null trains a new run)", flush=True)
+    print_summary(result)
+    return result
+
+
+def fit(trainer: Any, module: Any, loaders: dict[str, Any], checkpoint: Path | None = None) -> str:
     """trainer.fit, with Ctrl-C turned back into KeyboardInterrupt and Optuna's pruning into "pruned"."""
     from mlproj import pruning, tracking
 
     sigint = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
+        trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=checkpoint)
     except SystemExit as exc:
         if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1)
             raise tracking.Interrupted() from exc

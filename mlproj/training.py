@@ -18,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
 from mlproj.config import Accelerator, ProgressMode, TrainerConfig
+from mlproj.outage import MetricBuffer, Outage
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +32,34 @@ def _quiet_lightning() -> None:
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(keep)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # mlproj writes the run id and a lock into the checkpoint folder before Lightning sees it.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 _quiet_lightning()
 
 
 class RunLogger(Logger):
-    """Logs Lightning's metrics into the run mlproj already started, asynchronously.
+    """Logs Lightning's metrics into the run mlproj already started, in the background.
 
     Written instead of using Lightning's MLFlowLogger, which ignores the active run and MLFLOW_RUN_ID,
     marks the run terminated itself at the end of fit, and cuts params to 250 characters. mlproj owns the
-    run's lifecycle (tracking.tracked_run); this only forwards metrics, with the epoch as the step.
+    run's lifecycle (tracking.tracked_run); this only forwards metrics, with the epoch as the step, through
+    a buffer that survives a lost tracking server (outage.MetricBuffer). It also keeps the per-epoch
+    series, so the end of a run (plots, the sweep objective) reads nothing back from the server.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        lost: Outage | None = None,
+        history: dict[str, list[tuple[int, float]]] | None = None,
+    ) -> None:
         super().__init__()
         self.client, self.run_id = client, run_id
-        self._pending: list[Any] = []
+        self.buffer = MetricBuffer(client, run_id, lost or Outage("", retry_for=0))
+        self.history: dict[str, list[tuple[int, float]]] = {k: list(v) for k, v in (history or {}).items()}
 
     @property
     def name(self) -> str:
@@ -69,18 +81,22 @@ class RunLogger(Logger):
         epoch = int(values.pop("epoch", step or 0))
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, epoch) for k, v in values.items()]
+        for m in batch:
+            if m.key.startswith(("train_", "val_")):
+                self.history.setdefault(m.key, []).append((epoch, m.value))
         if batch:
-            self._pending.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+            self.buffer.add(batch)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        self.flush()
+        """Lightning's end of fit/test: metrics keep flowing in the background; `flush` waits for them."""
 
     def flush(self) -> None:
-        """Wait for the asynchronous writes, so the run holds every metric before it ends."""
-        for operation in self._pending:
-            operation.wait()
-        self._pending.clear()
+        """Wait until the server holds every metric (outage.TrackingLost if it never comes back)."""
+        self.buffer.flush()
+
+    def pending(self) -> list[Metric]:
+        return self.buffer.pending()
 
 
 class PlainProgress(pl.Callback):
@@ -138,11 +154,15 @@ def build_trainer(
         filename="best",
         monitor=monitor,
         mode=mode,
-        save_last=True,
-        save_on_exception=True,  # SIGTERM (preemption), Ctrl-C or a crash: keep the state reached so far
+        save_last=True,  # last.ckpt: where resume=auto continues from (the end of the last full epoch)
+    )
+    # SIGTERM (a preemption), Ctrl-C or a crash: keep the state reached so far, in its own file, because
+    # Lightning would otherwise write it over best.ckpt (the weights the test and the logged model use).
+    interrupted = ModelCheckpoint(
+        dirpath=str(checkpoint_dir), filename="interrupted", save_top_k=0, save_on_exception=True, monitor=None
     )
     progress = [] if quiet else progress_callbacks(ProgressMode(cfg.progress_bar).value, cfg.max_epochs)
-    callbacks: list[pl.Callback] = [checkpoint, *progress, *(extra_callbacks or [])]
+    callbacks: list[pl.Callback] = [checkpoint, interrupted, *progress, *(extra_callbacks or [])]
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
     devices = list(cfg.devices) if OmegaConf.is_list(cfg.devices) else cfg.devices

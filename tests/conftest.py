@@ -117,35 +117,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` on a free loopback port: sqlite backend, proxied artifacts."""
-    import time
-    import urllib.request
+class Server:
+    """A real `mlflow server` (started as users do, `python -m mlproj.server`) on a loopback port: sqlite
+    backend, proxied artifacts. It can be stopped and started again on the same port and store, as a
+    tracking server that goes away and comes back."""
 
-    root = tmp_path_factory.mktemp("server")
-    port = free_port()
-    command = [sys.executable, "-m", "mlproj.server", "--port", str(port)]  # the command users type
-    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}"]
-    command += ["--artifacts-destination", str(root / "artifacts")]
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(command, cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.root, self.port = root, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> Server:
+        import time
+        import urllib.request
+
+        command = [sys.executable, "-m", "mlproj.server", "--port", str(self.port)]
+        command += ["--backend-store-uri", f"sqlite:///{self.root / 'server.db'}"]
+        command += ["--artifacts-destination", str(self.root / "artifacts")]
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
             try:
-                if urllib.request.urlopen(f"{url}/health", timeout=1).read() == b"OK":
-                    break
+                if urllib.request.urlopen(f"{self.url}/health", timeout=1).read() == b"OK":
+                    return self
             except OSError:
                 time.sleep(0.25)
-            if proc.poll() is not None:
-                raise RuntimeError((root / "server.log").read_text()[-2000:])
-        else:
-            raise RuntimeError("mlflow server did not answer /health within 60 s")
-        yield url
-    finally:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.root / "server.log").read_text()[-2000:])
+        raise RuntimeError(f"mlflow server did not answer /health within {timeout} s")
+
+    def stop(self) -> None:
         import signal
 
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn workers
-        proc.wait(30)
-        log.close()
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and its uvicorn workers, abruptly
+            self.proc.wait(30)
+        self.proc = None
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` shared by the tests that only need one."""
+    server = Server(tmp_path_factory.mktemp("server")).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -29,3 +29,17 @@ class FailsAtStep(nn.Linear):
                 raise KeyboardInterrupt
             raise RuntimeError("boom: a bug in the user's model")
         return super().forward(x)
+
+
+class Slow(nn.Linear):
+    """A linear model that sleeps `delay` seconds per batch: paces training so a test can act mid-run."""
+
+    def __init__(self, in_features: int, out_features: int, delay: float = 0.01) -> None:
+        super().__init__(in_features, out_features)
+        self.delay = delay
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(self.delay)
+        return super().forward(x)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from mlproj.sweeps import device_for_job
 from tests.conftest import run_cli
@@ -22,28 +21,6 @@ from tests.conftest import run_cli
 )
 def test_each_parallel_job_gets_its_own_gpu(job, gpus, devices, accelerator, expected):
     assert device_for_job(job, gpus, devices, accelerator) == expected
-
-
-@pytest.mark.slow
-def test_four_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
-    out = run_cli(
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4",
-        "model=linear,mlp",
-        "optimizer.lr=0.01,0.1",
-        "debug=quick",
-        "quiet=true",
-        cwd=tmp_path,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "database is locked" not in out.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert sorted(e.name for e in client.search_experiments()) == ["Default", "mlproj"]  # no duplicate
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
-    assert len(runs) == 5 and {r.info.status for r in runs} == {"FINISHED"}
-    parent = next(r for r in runs if r.data.tags.get("mlproj.sweep.role") == "parent")
-    assert sum(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs) == 4
 
 
 @pytest.mark.slow

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import multiprocessing
-import signal
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -96,33 +91,6 @@ def test_multiclass_with_scheduler(make_cfg, store, tmp_path):
     assert set(out["prediction"]) <= {0, 1, 2} and out.shape == (5, 4)
 
 
-def test_exception_ends_the_run_failed_with_traceback(make_cfg, store, tmp_path):
-    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "model._target_=tests.models.FailsAtStep")
-    with pytest.raises(RuntimeError, match="boom"):
-        run(cfg, [], tmp_path / "out")
-    (failed,) = runs_of(store, "mlproj")
-    assert failed.info.status == "FAILED"
-    assert "RuntimeError: boom" in failed.data.tags["mlproj.error"]
-    text = Path(mlflow.artifacts.download_artifacts(run_id=failed.info.run_id, artifact_path="error/traceback.txt"))
-    assert "Traceback" in text.read_text() and "boom" in text.read_text()
-
-
-def test_ctrl_c_ends_the_run_killed(make_cfg, store, tmp_path):
-    before = signal.getsignal(signal.SIGINT)
-    cfg = make_cfg(
-        *QUICK,
-        f"tracking.uri='{store}'",
-        "model=linear",
-        "model._target_=tests.models.FailsAtStep",
-        "+model.interrupt=true",
-    )
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, [], tmp_path / "out")
-    (killed,) = runs_of(store, "mlproj")
-    assert killed.info.status == "KILLED"
-    assert signal.getsignal(signal.SIGINT) == before  # Lightning's SIG_IGN is undone
-
-
 def test_bad_input_creates_no_store_and_no_run(make_cfg, tmp_path):
     db = tmp_path / "fresh" / "mlflow.db"
     cfg = make_cfg(*QUICK, f"tracking.uri='sqlite:///{db}'", "++registry.thresholds.test_accuracy=0.9")
@@ -139,55 +107,3 @@ def test_env_tracking_uri_and_artifacts_beside_the_store(make_cfg, tmp_path, mon
     exp = MlflowClient(result.tracking_uri).get_experiment_by_name(result.experiment)
     assert exp.artifact_location == (elsewhere / "mlruns" / "mlproj").as_uri()
     assert not (tmp_path / "mlflow.db").exists()
-
-
-def _connect(uri: str, queue) -> None:
-    from mlproj.config import TrackingConfig
-    from mlproj.tracking import connect
-
-    queue.put(connect(TrackingConfig(uri=uri, experiment="race"))[1])
-
-
-def test_parallel_first_use_of_a_fresh_store_makes_one_experiment(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'race.db'}"
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_connect, args=(uri, queue)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    ids = {queue.get() for _ in procs}
-    assert len(ids) == 1
-    names = [e.name for e in MlflowClient(uri).search_experiments()]
-    assert sorted(names) == ["Default", "race"]
-
-
-def test_diverging_training_stops_failed_and_registers_nothing(make_cfg, store, tmp_path):
-    from mlproj.task import TrainingDiverged
-
-    cfg = make_cfg(
-        *QUICK, f"tracking.uri='{store}'", "optimizer=sgd", "optimizer.lr=1000", "++registry.thresholds.test_r2=-1000"
-    )
-    with pytest.raises(TrainingDiverged, match="training diverged"):
-        run(cfg, [], tmp_path / "out")
-    (failed,) = runs_of(store, "mlproj")
-    assert failed.info.status == "FAILED" and "TrainingDiverged" in failed.data.tags["mlproj.error"]
-    assert MlflowClient(store).search_registered_models() == []
-
-
-def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
-    """Everything the run wrote is searched: params, tags, metrics' names, every artifact's text."""
-    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "++tracking.tags.db_password=hunter2")
-    overrides = ["++tracking.tags.db_password=hunter2", "tracking.registry_uri=http://bob:hunter2@registry:5000"]
-    result = run(cfg, overrides, tmp_path / "out")
-    client = MlflowClient(store)
-    found = client.get_run(result.run_id)
-    assert found.data.tags["db_password"] == "***"
-    assert found.data.params["tracking.tags.db_password"] == "***"
-    assert "bob:***@registry" in found.data.tags["mlproj.overrides"]
-    written = json.dumps([found.data.params, found.data.tags, list(found.data.metrics)])
-    local = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path / "artifacts")))
-    written += "".join(p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file())
-    assert "hunter2" not in written

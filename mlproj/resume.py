@@ -1,0 +1,130 @@
+"""`resume=auto` or `resume=<run id>`: continue an interrupted run from its last checkpoint, into the same run.
+
+The run id is kept beside the checkpoints (`mlflow_run.json`) and the checkpoint folder on the run (a tag), so
+either side finds the other. `auto` picks the latest run of the same config (its config digest) in the
+experiment: interrupted (KILLED, FAILED, or RUNNING after a hard kill) → continue it; FINISHED → nothing is
+trained again; none → a new run. Training resumes from `last.ckpt`, the end of the last completed epoch (the
+mid-epoch state at an interruption is kept as `interrupted.ckpt`, for inspection), with the optimizer,
+scheduler, early-stopping and best-checkpoint state Lightning stores in it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlproj.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_TAG = "mlproj.checkpoint_dir"
+RESUMED_TAG = "mlproj.resumed_from_epoch"
+RUN_FILE = "mlflow_run.json"
+LAST = "last.ckpt"
+AUTO = "auto"
+
+
+@dataclass
+class ResumePoint:
+    run_id: str
+    status: str
+    checkpoint_dir: Path | None
+    checkpoint: Path | None  # last.ckpt, when an epoch was completed before the interruption
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "FINISHED"
+
+
+def locate(client: Any, experiment_id: str, resume: str | None, digest: str) -> ResumePoint | None:
+    """The run to continue, or None for a new run. Raises ConfigError for an explicit id that cannot be."""
+    if resume is None:
+        return None
+    if resume == AUTO:
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlproj.config_digest` = '{digest}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            print("mlproj: resume=auto: no earlier run of this config; starting a new run", flush=True)
+            return None
+        run = runs[0]
+    else:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(resume)
+        except MlflowException:
+            raise ConfigError(f"resume={resume}: no such run in this tracking store") from None
+        if run.info.experiment_id != experiment_id:
+            name = client.get_experiment(run.info.experiment_id).name
+            raise ConfigError(f"resume={resume}: that run is in experiment {name!r}; set tracking.experiment={name}")
+    point = _point(run)
+    if point.finished:
+        if resume != AUTO:
+            raise ConfigError(f"resume={resume}: that run already FINISHED; train a new one with resume=null")
+        return point
+    if point.checkpoint_dir is None:
+        where = run.data.tags.get(CHECKPOINT_TAG, "no checkpoint folder recorded")
+        if resume != AUTO:
+            raise ConfigError(f"resume={resume}: its checkpoints are not on this machine ({where})")
+        print(
+            f"mlproj: resume=auto: the latest run of this config ({run.info.run_id}, {point.status}) has no "
+            f"checkpoints here ({where}); starting a new run",
+            flush=True,
+        )
+        return None
+    return point
+
+
+def _point(run: Any) -> ResumePoint:
+    folder = run.data.tags.get(CHECKPOINT_TAG)
+    directory = Path(folder) if folder else None
+    if directory is not None and _run_id_beside(directory) != run.info.run_id:
+        directory = None  # moved, deleted, or reused by another run
+    last = directory / LAST if directory is not None else None
+    return ResumePoint(run.info.run_id, run.info.status, directory, last if last and last.is_file() else None)
+
+
+def _run_id_beside(directory: Path) -> str | None:
+    try:
+        return json.loads((directory / RUN_FILE).read_text())["run_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@contextmanager
+def claim(directory: Path, run_id: str, tracking_uri: str) -> Iterator[None]:
+    """Write the run id beside the checkpoints and hold a lock on the folder while training: a second
+    process resuming the same run (a requeued job whose first copy still runs) is refused, not interleaved."""
+    from filelock import FileLock, Timeout
+
+    from mlproj.tracking import redact
+
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(directory / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConfigError(f"run {run_id} is being trained by another process (lock {directory / '.lock'})") from None
+    try:
+        record = {"run_id": run_id, "tracking_uri": redact(tracking_uri)}
+        (directory / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        yield
+    finally:
+        lock.release()
+
+
+def resumed_epoch(checkpoint: Path) -> int:
+    """The epoch a checkpoint resumes at (for the run's tag and the message)."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return int(state.get("epoch", -1)) + 1

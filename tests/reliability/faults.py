@@ -1,0 +1,72 @@
+"""Fault injection for the reliability tests: a training command started in the background, paced by a
+slow model, and waits on what it has logged so far."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+# About 0.5 s per epoch on 2 cores (54 batches of a model sleeping 10 ms): long enough to act mid-run.
+PACED = [
+    "data=synthetic",
+    "data.rows=4000",
+    "model=linear",
+    "model._target_=tests.models.Slow",
+    "+model.delay=0.01",
+    "trainer.max_epochs=10",
+    "trainer.early_stopping=false",
+    "trainer.accelerator=cpu",
+    "trainer.devices=1",
+    "trainer.progress_bar=plain",
+    "tracking.log_plots=false",
+]
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m mlproj ARGS` in the background, with the repository importable (for tests.models)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")])
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlproj", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until(check: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # the store or the run may not exist yet
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended early ({proc.returncode}):\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting on the run")
+
+
+def epochs_logged(client: MlflowClient, experiment: str = "mlproj") -> int:
+    exp = client.get_experiment_by_name(experiment)
+    (run,) = client.search_runs([exp.experiment_id])
+    return len(client.get_metric_history(run.info.run_id, "val_loss"))
+
+
+def only_run(client: MlflowClient, experiment: str = "mlproj"):
+    exp = client.get_experiment_by_name(experiment)
+    (run,) = client.search_runs([exp.experiment_id])
+    return run
+
+
+def val_steps(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted({m.step for m in client.get_metric_history(run_id, "val_loss")})

@@ -1,0 +1,87 @@
+"""Preemption and resume: a SIGTERM saves a checkpoint and ends the run KILLED; resume=auto continues it."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlproj.errors import ConfigError
+from mlproj.train import run
+from tests.conftest import QUICK, run_cli
+from tests.reliability import faults
+
+EPOCHS = 10
+
+
+def test_preempted_run_resumes_into_the_same_run(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*faults.PACED, f"tracking.uri={store}"]
+    client = MlflowClient(store)
+    proc = faults.start(args, tmp_path)
+    try:
+        faults.wait_until(lambda: faults.epochs_logged(client) >= 3, proc)
+        proc.send_signal(signal.SIGTERM)  # a cluster preemption
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    killed = faults.only_run(client)
+    assert killed.info.status == "KILLED"
+    folder = Path(killed.data.tags["mlproj.checkpoint_dir"])
+    assert (folder / "last.ckpt").is_file() and (folder / "interrupted.ckpt").is_file()
+    assert json.loads((folder / "mlflow_run.json").read_text())["run_id"] == killed.info.run_id
+
+    again = run_cli(*args, "resume=auto", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    resumed = faults.only_run(client)  # the same run, not a second one
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert int(resumed.data.tags["mlproj.resumed_from_epoch"]) >= 3
+    assert faults.val_steps(client, resumed.info.run_id) == list(range(EPOCHS))  # epochs continue, none missing
+    assert "test_rmse" in resumed.data.metrics and resumed.data.tags["mlproj.model_uri"].startswith("models:/")
+
+    third = run_cli(*args, "resume=auto", cwd=tmp_path)  # a finished run is not trained again
+    assert third.returncode == 0 and "already FINISHED" in third.stdout
+    assert faults.only_run(client).info.end_time == resumed.info.end_time
+
+
+def test_hard_killed_run_left_running_is_resumed(tmp_path):
+    """SIGKILL (an OOM killer, a node lost) cannot be handled: the run stays RUNNING; resume=auto ends it."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*faults.PACED, f"tracking.uri={store}"]
+    client = MlflowClient(store)
+    proc = faults.start(args, tmp_path)
+    try:
+        faults.wait_until(lambda: faults.epochs_logged(client) >= 2, proc)
+        proc.kill()
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert faults.only_run(client).info.status == "RUNNING"
+    again = run_cli(*args, "resume=auto", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    finished = faults.only_run(client)
+    assert finished.info.status == "FINISHED"
+    assert faults.val_steps(client, finished.info.run_id) == list(range(EPOCHS))
+
+
+def test_resume_by_run_id_and_its_errors(make_cfg, store, tmp_path):
+    first = run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear"), [], tmp_path / "a")
+    with pytest.raises(ConfigError, match="already FINISHED"):
+        run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", f"resume={first.run_id}"), [], tmp_path / "b")
+    with pytest.raises(ConfigError, match="no such run"):
+        run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", f"resume={'0' * 31}1"), [], tmp_path / "c")
+    with pytest.raises(ConfigError, match="resume='latest' is not valid; choose one of: null"):
+        run(make_cfg(*QUICK, f"tracking.uri='{store}'", "resume=latest"), [], tmp_path / "d")
+    assert (
+        len(MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("mlproj").experiment_id])) == 1
+    )
+
+
+def test_resume_auto_without_an_earlier_run_starts_one(make_cfg, store, tmp_path, capsys):
+    result = run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "resume=auto"), [], tmp_path / "a")
+    assert "no earlier run of this config" in capsys.readouterr().out
+    assert MlflowClient(store).get_run(result.run_id).info.status == "FINISHED"
