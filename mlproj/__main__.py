@@ -21,12 +21,16 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mlproj.masking import mark_secrets, redact, redact_hydra_outputs
     from mlproj.outage import EXIT_KEPT_LOCALLY, KeptLocally, TrackingUnreachable
     from mlproj.registry import RegistryError
     from mlproj.sweeps import note_failure
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
+    mark_secrets(cfg)
+    if hydra_cfg.output_subdir:
+        redact_hydra_outputs(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
     sweep = hydra_cfg.sweep.dir if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
         if sweep is not None:
@@ -36,15 +40,15 @@ def _main(cfg: DictConfig) -> float | str | None:
         note_failure()
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"mlproj: error: {exc}", file=sys.stderr)
+        print(f"mlproj: error: {redact(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except (RegistryError, TrackingUnreachable) as exc:
         note_failure()
-        print(f"mlproj: error: {exc}", file=sys.stderr)
+        print(f"mlproj: error: {redact(str(exc))}", file=sys.stderr)
         sys.exit(1)
     except KeptLocally as exc:
         note_failure()
-        print(f"mlproj: {exc}", file=sys.stderr)
+        print(f"mlproj: {redact(str(exc))}", file=sys.stderr)
         if sweep is None or cfg.sweep.fail_fast:
             sys.exit(EXIT_KEPT_LOCALLY)
         return None

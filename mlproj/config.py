@@ -121,6 +121,9 @@ class TrackingConfig:
     # A tracking server lost mid-run: metrics are buffered and retried for this many seconds; after that
     # the trained model and unsent results are kept on local disk (`python -m mlproj.upload` logs them later).
     retry_for: float = 300.0
+    # Config keys whose values are secret (e.g. [data.path] for a signed URL): masked wherever they appear,
+    # like keys that look secret (password, token, ...) and credential environment variables.
+    secret_keys: list[str] = field(default_factory=list)
 
 
 class Promote(str, enum.Enum):
@@ -215,6 +218,9 @@ def _check_known_keys(cfg: DictConfig) -> None:
                 raise ConfigError(f"{top}.{key} is not a setting of {top}; keys: {', '.join(known)}")
 
 
+_ABSENT = object()
+
+
 def _missing(node: Any) -> set[str]:
     return OmegaConf.missing_keys(node) if OmegaConf.is_config(node) else set()
 
@@ -279,6 +285,9 @@ def check_config(cfg: DictConfig) -> None:
     if not cfg.tracking.experiment.strip():
         raise ConfigError("tracking.experiment must not be empty")
     _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
+    for key in cfg.tracking.secret_keys:
+        if OmegaConf.select(cfg, str(key), default=_ABSENT, throw_on_missing=False) is _ABSENT:
+            raise ConfigError(f"tracking.secret_keys names {key!r}, which is not a config key")
     resume = cfg.resume
     if resume is not None and resume != "auto" and not re.fullmatch(r"[0-9a-f]{32}", str(resume)):
         raise ConfigError(f"resume={resume!r} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")

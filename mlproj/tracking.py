@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlproj import __version__
 from mlproj.config import TrackingConfig
+from mlproj.masking import MASK, SECRET_KEY, redact, redacted
 
 log = logging.getLogger(__name__)
 
@@ -225,32 +226,6 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): value}
 
 
-# Credentials never reach params, tags, artifacts or printed lines: values of secret-looking keys are
-# masked, and so is the password part of any URL (http://user:password@host, postgresql://...).
-_SECRET_KEY = re.compile(r"password|passwd|secret|token|api_?key|credential|private_key", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@")
-MASK = "***"
-
-
-def redact(text: str) -> str:
-    """Mask URL passwords and `secret_key=value` pairs inside a free-form string (a command line)."""
-    text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
-    return re.sub(
-        r"([\w.+~]*(?:password|passwd|secret|token|api_?key|credential)[\w.]*)=(\S+)", rf"\1={MASK}", text, flags=re.I
-    )
-
-
-def redacted(node: Any, key: str = "") -> Any:
-    """A copy of a config container with secret values masked."""
-    if isinstance(node, dict):
-        return {k: redacted(v, str(k)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [redacted(v, key) for v in node]
-    if isinstance(node, str):
-        return MASK if _SECRET_KEY.search(key) else _URL_PASSWORD.sub(rf"\1:{MASK}@", node)
-    return MASK if _SECRET_KEY.search(key) and node is not None else node
-
-
 def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str]) -> None:
     resolved = redacted(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     params = [Param(k, v) for k, v in flatten(resolved).items()]
@@ -285,7 +260,7 @@ def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, st
     if commit:
         tags["mlflow.source.git.commit"] = commit
         tags["mlproj.git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
-    tags.update({k: MASK if _SECRET_KEY.search(k) else redact(str(v)) for k, v in extra.items()})
+    tags.update({k: MASK if SECRET_KEY.search(k) else redact(str(v)) for k, v in extra.items()})
     return tags
 
 
@@ -313,5 +288,7 @@ def log_dataset(features: Any, target: Any, name: str, source: str) -> None:
     with integer_schema_hint_silenced(), warnings.catch_warnings():
         # MLflow registers its local-file source twice and warns that a path is ambiguous between them.
         warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
-        dataset = from_pandas(frame, source=source if Path(source).exists() else None, targets=target.name, name=name)
-        mlflow.log_input(dataset, context="training", tags={"mlproj.source": source})  # infers the schema
+        shown = redact(source)  # a path or URL marked secret (tracking.secret_keys) stays masked here too
+        local = source if shown == source and Path(source).exists() else None
+        dataset = from_pandas(frame, source=local, targets=target.name, name=name)
+        mlflow.log_input(dataset, context="training", tags={"mlproj.source": shown})  # infers the schema

@@ -21,6 +21,7 @@ from mlproj import metrics
 from mlproj.config import check_config
 from mlproj.data.prepare import PreparedData, prepare, resolve_task
 from mlproj.data.sources import load_table
+from mlproj.masking import mark_secrets
 from mlproj.outage import KEPT_FOLDER
 from mlproj.pruning import PRUNED
 from mlproj.validation import check_devices, check_targets, check_task_metrics
@@ -58,6 +59,7 @@ def run(
 ) -> RunResult:
     """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
     data = validate(cfg)
+    mark_secrets(cfg)
 
     import pytorch_lightning as pl
 

@@ -65,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         client.log_artifacts(run_id, str(plots), "plots")
     client.set_tag(run_id, "mlproj.uploaded", "true")
     client.set_terminated(run_id, "FINISHED")
-    print(f"mlproj.upload: run {run_id} FINISHED: {len(metrics)} metrics" + (f", model {model_uri}" if model_uri else ""))
+    print(
+        f"mlproj.upload: run {run_id} FINISHED: {len(metrics)} metrics" + (f", model {model_uri}" if model_uri else "")
+    )
     args.folder.rename(args.folder.with_name("uploaded"))
     if record.get("registry") and model_uri:
         from mlproj import register

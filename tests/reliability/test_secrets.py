@@ -9,7 +9,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from mlproj.train import run
-from tests.conftest import QUICK
+from tests.conftest import QUICK, run_cli
 
 
 def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
@@ -26,3 +26,33 @@ def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
     local = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path / "artifacts")))
     written += "".join(p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file())
     assert "hunter2" not in written
+
+
+def test_no_credential_in_anything_a_command_leaves(tmp_path):
+    """Environment credentials, a key marked secret and a secret-looking key: searched in the run (params,
+    tags, every artifact), the printed output, and every file the command left (Hydra's copies, logs)."""
+    env = {"MLFLOW_TRACKING_TOKEN": "s3cr3t-env-token", "DATABRICKS_TOKEN": "dapi-s3cr3t-42"}
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = run_cli(
+        "debug=quick",
+        "model=linear",
+        f"tracking.uri={store}",
+        "++tracking.tags.note='made with s3cr3t-env-token'",
+        "++tracking.tags.bucket='https://bucket/signed?sig=s3cr3t-signature'",
+        "tracking.secret_keys=[tracking.tags.bucket]",
+        "++tracking.tags.db_password=s3cr3t-hunter2",
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(store)
+    (found,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert found.data.tags["bucket"] == "***" and found.data.tags["db_password"] == "***"
+    assert found.data.tags["note"] == "made with ***"
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=found.info.run_id, dst_path=str(tmp_path / "dl"), tracking_uri=store)
+    )
+    written = json.dumps([found.data.params, found.data.tags]) + proc.stdout + proc.stderr
+    written += "".join(p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file())
+    written += "".join(p.read_text(errors="ignore") for p in (tmp_path / "outputs").rglob("*") if p.is_file())
+    assert "s3cr3t" not in written
