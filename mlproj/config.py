@@ -47,6 +47,12 @@ class Accelerator(str, enum.Enum):
     mps = "mps"
 
 
+class Strategy(str, enum.Enum):
+    auto = "auto"  # Lightning's choice: single device, or DDP when several are given
+    ddp = "ddp"  # one process per device; under torchrun/SLURM every process is launched externally
+    single_device = "single_device"
+
+
 class ProgressMode(str, enum.Enum):
     auto = "auto"  # rich on a terminal, plain lines otherwise
     rich = "rich"
@@ -87,6 +93,8 @@ class TrainerConfig:
     accelerator: Accelerator = Accelerator.auto
     devices: Any = "auto"  # "auto", a count, or a list of device ids such as [0, 2]
     precision: str = "32-true"
+    strategy: Strategy = Strategy.auto
+    num_nodes: int = 1  # machines; each runs trainer.devices processes (torchrun or SLURM launch them)
     max_epochs: int = 100
     min_epochs: int = 1
     monitor: str = "val_loss"  # early stopping and best-checkpoint metric; direction from mlproj.metrics
@@ -229,6 +237,13 @@ def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> Non
         raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
 
 
+def processes_per_node(devices: Any) -> int | None:
+    """How many training processes trainer.devices asks for on each node (None: "auto" or -1, all there are)."""
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        return len(devices)
+    return devices if isinstance(devices, int) and devices >= 1 else None
+
+
 def check_config(cfg: DictConfig) -> None:
     """Cross-field checks that need no data. Raises ConfigError naming the key."""
     # Hydra's own node (present in callbacks) has keys that are only filled per job: not ours to check.
@@ -267,6 +282,11 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.devices={list(devices)} must be a non-empty list of device ids")
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
+    _at_least("trainer.num_nodes", t.num_nodes, 1)
+    if t.strategy == Strategy.single_device and ((processes_per_node(devices) or 1) > 1 or t.num_nodes > 1):
+        raise ConfigError(
+            "trainer.strategy=single_device needs trainer.devices=1 and trainer.num_nodes=1; use trainer.strategy=ddp"
+        )
     if cfg.tracking.backend == Backend.server and not cfg.tracking.uri:
         raise ConfigError("tracking.uri is required for tracking=server (e.g. http://127.0.0.1:5000)")
     if not cfg.tracking.experiment.strip():

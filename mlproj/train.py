@@ -56,15 +56,21 @@ def run(
     data = validate(cfg)
 
     import pytorch_lightning as pl
-    import torch
-    from hydra.utils import instantiate
 
     from mlproj import packaging, plots, pruning, registry, sweeps, tracking
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import RunLogger, build_trainer
+    from mlproj.ranks import is_rank_zero
+    from mlproj.training import RunLogger
 
     pre, task = data.pre, data.task
+    work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
+    if cfg.quiet:
+        quiet()
+    if not is_rank_zero():
+        # A DDP rank > 0: it trains and evaluates its shard; the MLflow run, the model and the registry
+        # are rank 0's alone (its RunLogger writes the metrics, synchronised across ranks by torchmetrics).
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        outcome, _, _ = fit_and_test(cfg, data, RunLogger(None, ""), work_dir)
+        return RunResult("", "", "", outcome, None, task)
     client, experiment_id = tracking.connect(cfg.tracking)
     tags = tracking.provenance_tags(
         overrides or [],
@@ -80,8 +86,6 @@ def run(
         },
     )
     run_name = cfg.tracking.run_name or (sweeps.child_name(overrides or []) if sweep else None)
-    if cfg.quiet:
-        quiet()
     with tracking.tracked_run(client, experiment_id, run_name, tags, cfg.tracking.system_metrics) as active:
         run_id = active.info.run_id
         # Seeded only now: MLflow draws its random run names from the same `random` module.
@@ -91,46 +95,15 @@ def run(
         if data.table.dropped_target_rows:
             client.log_metric(run_id, "data_dropped_target_rows", data.table.dropped_target_rows)
 
-        network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
-        scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-        module = TabularTask(
-            network,
-            task,
-            data.num_classes,
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=scheduler,
-            monitor=cfg.trainer.monitor,
-            target_mean=pre.target_mean,
-            target_std=pre.target_std,
-        )
-        loaders = {
-            name: TensorBatches(
-                torch.from_numpy(split.x),
-                torch.from_numpy(split.y),
-                cfg.data.batch_size,
-                shuffle=name == "train" and cfg.data.shuffle,
-                seed=cfg.seed,
-            )
-            for name, split in data.splits.items()
-        }
         run_logger = RunLogger(client, run_id)
-        work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
-        objective = cfg.sweep.objective or metrics.main_metric(task, "val")
-        trial = pruning.trial_of(cfg)
-        extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
-        trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints", cfg.quiet, extra)
-        if fit(trainer, module, loaders) == pruning.PRUNED:
-            run_logger.flush()
+        results, module, _ = fit_and_test(cfg, data, run_logger, work_dir)
+        if results == pruning.PRUNED:
             client.set_tag(run_id, "mlproj.sweep.pruned", "true")
             print(f"mlproj: trial {cfg.sweep.trial} pruned by Optuna; run {run_id} ends FINISHED, tagged pruned")
             return RunResult(
                 run_id, "", tracking.tracking_uri(cfg.tracking), {}, None, task, {"objective": pruning.PRUNED}
             )
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
-        trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
-        run_logger.flush()
-        results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        objective = cfg.sweep.objective or metrics.main_metric(task, "val")
 
         history = tracking.epoch_history(client, run_id)
         score = sweeps.objective_value(history, results, objective, task)
@@ -159,6 +132,58 @@ def run(
         client, cfg, result, data.table.name, str(data.table.target.name), in_sweep=sweep is not None
     )
     return result
+
+
+def fit_and_test(cfg: DictConfig, data: PreparedData, run_logger: Any, work_dir: Path) -> tuple[Any, Any, Any]:
+    """Build the module, the loaders and the trainer; fit, then test the best checkpoint.
+
+    Returns (test metrics, the module with the best weights, the trainer), or ("pruned", ...) for a trial
+    Optuna stopped. Every DDP rank runs this; only rank 0's `run_logger` writes anywhere.
+    """
+    import torch
+    from hydra.utils import instantiate
+
+    from mlproj import pruning
+    from mlproj.data.batches import TensorBatches
+    from mlproj.task import TabularTask
+    from mlproj.training import build_trainer
+
+    pre, task = data.pre, data.task
+    network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    module = TabularTask(
+        network,
+        task,
+        data.num_classes,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        monitor=cfg.trainer.monitor,
+        target_mean=pre.target_mean,
+        target_std=pre.target_std,
+    )
+    loaders = {
+        name: TensorBatches(
+            torch.from_numpy(split.x),
+            torch.from_numpy(split.y),
+            cfg.data.batch_size,
+            shuffle=name == "train" and cfg.data.shuffle,
+            seed=cfg.seed,
+        )
+        for name, split in data.splits.items()
+    }
+    objective = cfg.sweep.objective or metrics.main_metric(task, "val")
+    trial = pruning.trial_of(cfg)
+    extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
+    trainer = build_trainer(cfg.trainer, task, run_logger, work_dir / "checkpoints", cfg.quiet, extra)
+    if fit(trainer, module, loaders) == pruning.PRUNED:
+        run_logger.flush()
+        return pruning.PRUNED, module, trainer
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
+    trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
+    run_logger.flush()
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+    return results, module, trainer
 
 
 def fit(trainer: Any, module: Any, loaders: dict[str, Any]) -> str:

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
-from mlproj.config import Accelerator, ProgressMode, TrainerConfig
+from mlproj.config import Accelerator, ProgressMode, Strategy, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ def _quiet_lightning() -> None:
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(keep)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # Epoch values come from torchmetrics, whose compute() already syncs across DDP ranks.
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
 
 
 _quiet_lightning()
@@ -44,7 +46,7 @@ class RunLogger(Logger):
     run's lifecycle (tracking.tracked_run); this only forwards metrics, with the epoch as the step.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    def __init__(self, client: MlflowClient | None, run_id: str) -> None:  # None: a DDP rank > 0
         super().__init__()
         self.client, self.run_id = client, run_id
         self._pending: list[Any] = []
@@ -102,7 +104,7 @@ class PlainProgress(pl.Callback):
         self._line(trainer)
 
     def _line(self, trainer: pl.Trainer) -> None:
-        if self.printed == self.done:
+        if self.printed == self.done or not trainer.is_global_zero:  # DDP: one line per epoch, from rank 0
             return
         self.printed = self.done
         values = trainer.callback_metrics
@@ -150,6 +152,8 @@ def build_trainer(
         accelerator=Accelerator(cfg.accelerator).value,
         devices=devices,
         precision=cfg.precision,
+        strategy=Strategy(cfg.strategy).value,
+        num_nodes=cfg.num_nodes,
         max_epochs=cfg.max_epochs,
         min_epochs=cfg.min_epochs,
         gradient_clip_val=cfg.gradient_clip_val,

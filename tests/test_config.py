@@ -48,7 +48,7 @@ def test_groups_are_the_documented_ones():
     assert options("model") == ["linear", "mlp"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
-    assert options("trainer") == ["auto", "cpu", "gpu"]
+    assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]
     assert options("tracking") == ["databricks", "local", "server"]
 
 
@@ -81,6 +81,7 @@ def test_experiment_preset_overrides_groups(make_cfg):
         ("trainer.max_epochz=3", ConfigCompositionException),
         ("trainer.max_epochs=abc", ConfigCompositionException),
         ("trainer.accelerator=tpu", ConfigCompositionException),
+        ("trainer.strategy=fsdp", ConfigCompositionException),
     ],
 )
 def test_schema_refuses_at_composition(make_cfg, override, error):
@@ -100,6 +101,8 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["trainer.devices=[-1]"], "trainer.devices"),
         (["trainer.devices=0"], "trainer.devices=0"),
         (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
+        (["trainer.num_nodes=0"], "trainer.num_nodes=0 must be >= 1"),
+        (["trainer.strategy=single_device", "trainer.devices=2"], "trainer.strategy=single_device needs"),
         (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be between 0 and 1"),
         (["data.val_fraction=0.5", "data.test_fraction=0.45"], "at least 10% for training"),
         (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
@@ -149,6 +152,8 @@ def test_user_module_through_target(make_cfg):
         (["trainer=gpu"], "trainer.accelerator=gpu but this machine has no CUDA GPU"),
         (["trainer.accelerator=cuda"], "trainer.accelerator=cuda but this machine has no CUDA GPU"),
         (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
+        (["trainer=ddp"], "trainer.strategy=ddp with trainer.accelerator=gpu but this machine has no CUDA GPU; set"),
+        (["trainer.strategy=ddp"], "trainer.strategy=ddp with trainer.accelerator=auto .*trainer=ddp_cpu"),
     ],
 )
 def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, message):
@@ -157,3 +162,4 @@ def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, 
     with pytest.raises(ConfigError, match=message):
         check_devices(make_cfg(*overrides))
     check_devices(make_cfg("trainer.precision=bf16-mixed"))
+    check_devices(make_cfg("trainer=ddp_cpu"))
