@@ -36,6 +36,7 @@ def test_groups_are_the_documented_ones():
         "debug",
         "experiment",
         "hparams_search",
+        "hydra",
         "model",
         "optimizer",
         "registry",
