@@ -80,6 +80,11 @@ class DataConfig:
     # almost unique per row (IDs, free text) are dropped with a warning.
     max_categories: int = 50
     id_unique_ratio: float = 0.9
+    # Parquet larger than memory: stream row groups through a DataLoader instead of loading the table;
+    # the first `sample_rows` rows fit the preprocessing (mlproj/data/streaming.py).
+    streaming: bool = False
+    sample_rows: int = 10000
+    num_workers: int = 0  # DataLoader worker processes reading the stream (row groups are split between them)
     # synthetic only
     rows: int = 1000
     features: int = 10
@@ -261,6 +266,12 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"data.{key}={v} must be between 0 and 1 (exclusive)")
     if d.val_fraction + d.test_fraction >= 0.9:
         raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+    if d.streaming and not (d.source == Source.csv and str(d.path or "").lower().endswith((".parquet", ".pq"))):
+        raise ConfigError(
+            f"data.streaming=true reads a Parquet file: set data=csv data.path=<file>.parquet (got {d.path})"
+        )
+    _at_least("data.sample_rows", d.sample_rows, 20)
+    _at_least("data.num_workers", d.num_workers, 0)
     _at_least("data.batch_size", d.batch_size, 1)
     _at_least("data.max_categories", d.max_categories, 1)
     _at_least("data.rows", d.rows, 20)

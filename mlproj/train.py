@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlproj import metrics
 from mlproj.config import check_config
-from mlproj.data.prepare import PreparedData, prepare, resolve_task
+from mlproj.data.prepare import PreparedData, prepare, prepare_streaming, resolve_task
 from mlproj.data.sources import load_table
 from mlproj.validation import check_devices, check_targets, check_task_metrics
 
@@ -40,6 +40,10 @@ def validate(cfg: DictConfig) -> PreparedData:
     check_config(cfg)
     check_targets(cfg)
     check_devices(cfg)
+    if cfg.data.streaming:  # Parquet larger than memory: only a bounded sample is read now
+        data = prepare_streaming(cfg.data)
+        check_task_metrics(cfg, data.task)
+        return data
     table = load_table(cfg.data)
     task = resolve_task(table, cfg.data)
     check_task_metrics(cfg, task)
@@ -161,16 +165,21 @@ def fit_and_test(cfg: DictConfig, data: PreparedData, run_logger: Any, work_dir:
         target_mean=pre.target_mean,
         target_std=pre.target_std,
     )
-    loaders = {
-        name: TensorBatches(
-            torch.from_numpy(split.x),
-            torch.from_numpy(split.y),
-            cfg.data.batch_size,
-            shuffle=name == "train" and cfg.data.shuffle,
-            seed=cfg.seed,
-        )
-        for name, split in data.splits.items()
-    }
+    if data.plan is not None:
+        from mlproj.data import streaming
+
+        loaders = {name: streaming.loader(data.plan, name, cfg.data, cfg.seed) for name in data.splits}
+    else:
+        loaders = {
+            name: TensorBatches(
+                torch.from_numpy(split.x),
+                torch.from_numpy(split.y),
+                cfg.data.batch_size,
+                shuffle=name == "train" and cfg.data.shuffle,
+                seed=cfg.seed,
+            )
+            for name, split in data.splits.items()
+        }
     objective = cfg.sweep.objective or metrics.main_metric(task, "val")
     trial = pruning.trial_of(cfg)
     extra = [pruning.reporter(trial, objective, task)] if trial is not None else []

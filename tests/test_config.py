@@ -25,6 +25,7 @@ def options(group: str) -> list[str]:
 def test_every_option_composes_and_validates(make_cfg, group, option):
     extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
+    extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
     cfg = make_cfg(f"{group}={option}", *extra)
     check_config(cfg)
     check_targets(cfg)
@@ -45,7 +46,7 @@ def test_groups_are_the_documented_ones():
         "trainer",
     ]
     assert options("hparams_search") == ["optuna"]
-    assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "synthetic", "wine"]
+    assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "parquet_stream", "synthetic", "wine"]
     assert options("model") == ["linear", "mlp"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
@@ -109,6 +110,11 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
         (["data=csv"], "data.path and data.target are required for data=csv"),
         (["data=csv", "data.path=a.csv"], "data.path and data.target are required"),
+        (
+            ["data=csv", "data.path=a.csv", "data.target=y", "data.streaming=true"],
+            "data.streaming=true reads a Parquet",
+        ),
+        (["data=parquet_stream", "data.path=a.parquet", "data.target=y", "data.sample_rows=5"], "data.sample_rows=5"),
         (["tracking=server"], "tracking.uri is required for tracking=server"),
         (["tracking.experiment= "], "tracking.experiment must not be empty"),
         (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),
