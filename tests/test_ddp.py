@@ -56,6 +56,16 @@ def test_rank_zero_from_launcher_env(monkeypatch, env, zero):
     assert is_rank_zero() is zero
 
 
+def test_multi_process_training_is_refused_inside_a_multirun(make_cfg):
+    from mlproj import sweeps
+    from mlproj.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer\.devices=2 inside a multirun"):
+        sweeps.check_devices(make_cfg("trainer=ddp_cpu"))
+    with pytest.raises(ConfigError, match=r"trainer\.num_nodes=2 inside a multirun"):
+        sweeps.check_devices(make_cfg("trainer=cpu", "trainer.num_nodes=2"))
+
+
 def _per_rank(monkeypatch, loader: TensorBatches, world: int) -> list[list[torch.Tensor]]:
     """What each of `world` ranks would iterate in one epoch (the epoch counter advances once per rank)."""
     shards = []

@@ -153,6 +153,7 @@ class ParquetBatches(IterableDataset):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.reads: list[int] = []  # row groups read, in order (this process): what tests check
         self.dropped = 0  # rows skipped: no target, or a class the sample did not contain
+        self._quotas: dict[int, int] = {}
 
     def _slot(self) -> tuple[int, int]:
         rank, world = rank_and_world()
@@ -176,9 +177,11 @@ class ParquetBatches(IterableDataset):
         if self.split != "train" or world == 1:
             return None
         _, slots = self._slot()
-        count = len(self.plan.row_group_rows)
-        shares = [sum(self.plan.rows_in(g, "train") for g in range(s, count, slots)) for s in range(slots)]
-        return max(1, min(shares) // self.batch_size)
+        if slots not in self._quotas:  # hashes every row position once: cached for the next epochs
+            count = len(self.plan.row_group_rows)
+            shares = [sum(self.plan.rows_in(g, "train") for g in range(s, count, slots)) for s in range(slots)]
+            self._quotas[slots] = max(1, min(shares) // self.batch_size)
+        return self._quotas[slots]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         groups, quota = self.groups(), self.quota()
