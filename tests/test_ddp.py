@@ -146,3 +146,24 @@ def test_ddp_cpu_run_end_to_end(tmp_path):
     predicted = np.asarray(predicted["prediction"] if isinstance(predicted, pd.DataFrame) else predicted).ravel()
     rmse = float(np.sqrt(np.mean((predicted - test.raw_target.to_numpy()) ** 2)))
     assert rmse == pytest.approx(run.data.metrics["test_rmse"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_torchrun_launches_every_rank_and_rank_0_alone_tracks(tmp_path):
+    """torchrun starts both processes itself (RANK set): one run, one version, one output directory."""
+    import os
+    import subprocess
+    import sys
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mlproj"]
+    command += ["trainer=ddp_cpu", "debug=quick", f"hydra.run.dir={tmp_path / 'out'}", f"tracking.uri='{store}'"]
+    command += ["++registry.thresholds.test_r2=-100"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics
+    assert len(client.search_model_versions("name='mlproj-diabetes'")) == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["mlruns", "out"]
