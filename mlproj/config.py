@@ -270,6 +270,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data.streaming=true reads a Parquet file: set data=csv data.path=<file>.parquet (got {d.path})"
         )
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = t[key]
+        if d.streaming and isinstance(v, float) and v not in (0.0, 1.0):
+            raise ConfigError(
+                f"trainer.{key}={v}: a stream has no length to take a fraction of; give a number of batches"
+            )
     _at_least("data.sample_rows", d.sample_rows, 20)
     _at_least("data.num_workers", d.num_workers, 0)
     _at_least("data.batch_size", d.batch_size, 1)

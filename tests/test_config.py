@@ -115,6 +115,10 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
             "data.streaming=true reads a Parquet",
         ),
         (["data=parquet_stream", "data.path=a.parquet", "data.target=y", "data.sample_rows=5"], "data.sample_rows=5"),
+        (
+            ["data=parquet_stream", "data.path=a.parquet", "data.target=y", "trainer.limit_val_batches=0.5"],
+            "trainer.limit_val_batches=0.5: a stream has no length",
+        ),
         (["tracking=server"], "tracking.uri is required for tracking=server"),
         (["tracking.experiment= "], "tracking.experiment must not be empty"),
         (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),

@@ -116,3 +116,17 @@ def test_dataloader_workers_split_the_row_groups(stream_data, make_cfg, houses_p
     batches = list(streaming.loader(stream_data.plan, "test", cfg, seed=0))
     assert sum(len(y) for _, y in batches) == split_rows(houses_parquet, "test")
     assert all(isinstance(x, torch.Tensor) and x.dtype == torch.float32 for x, _ in batches)
+
+
+@pytest.mark.slow
+def test_streaming_under_ddp_end_to_end(tmp_path, houses_parquet):
+    """2 CPU processes, each streaming its own row groups: one FINISHED run with test metrics."""
+    from tests.conftest import run_cli
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    overrides = stream_overrides(houses_parquet, "data.batch_size=512", "data.sample_rows=2000")
+    out = run_cli("trainer=ddp_cpu", "debug=quick", *overrides, f"tracking.uri='{store}'", cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics
