@@ -48,6 +48,12 @@ class Accelerator(str, enum.Enum):
     mps = "mps"
 
 
+class Strategy(str, enum.Enum):
+    auto = "auto"  # Lightning's choice: single device, or DDP when several are given
+    ddp = "ddp"  # one process per device; under torchrun/SLURM every process is launched externally
+    single_device = "single_device"
+
+
 class ProgressMode(str, enum.Enum):
     auto = "auto"  # rich on a terminal, plain lines otherwise
     rich = "rich"
@@ -75,6 +81,11 @@ class DataConfig:
     # almost unique per row (IDs, free text) are dropped with a warning.
     max_categories: int = 50
     id_unique_ratio: float = 0.9
+    # Parquet larger than memory: stream row groups through a DataLoader instead of loading the table;
+    # the first `sample_rows` rows fit the preprocessing (mlproj/data/streaming.py).
+    streaming: bool = False
+    sample_rows: int = 10000
+    num_workers: int = 0  # DataLoader worker processes reading the stream (row groups are split between them)
     # synthetic only
     rows: int = 1000
     features: int = 10
@@ -88,6 +99,8 @@ class TrainerConfig:
     accelerator: Accelerator = Accelerator.auto
     devices: Any = "auto"  # "auto", a count, or a list of device ids such as [0, 2]
     precision: str = "32-true"
+    strategy: Strategy = Strategy.auto
+    num_nodes: int = 1  # machines; each runs trainer.devices processes (torchrun or SLURM launch them)
     max_epochs: int = 100
     min_epochs: int = 1
     monitor: str = "val_loss"  # early stopping and best-checkpoint metric; direction from mlproj.metrics
@@ -242,6 +255,13 @@ def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> Non
         raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
 
 
+def processes_per_node(devices: Any) -> int | None:
+    """How many training processes trainer.devices asks for on each node (None: "auto" or -1, all there are)."""
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        return len(devices)
+    return devices if isinstance(devices, int) and devices >= 1 else None
+
+
 def check_config(cfg: DictConfig) -> None:
     """Cross-field checks that need no data. Raises ConfigError naming the key."""
     # Hydra's own node (present in callbacks) has keys that are only filled per job: not ours to check.
@@ -259,6 +279,18 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"data.{key}={v} must be between 0 and 1 (exclusive)")
     if d.val_fraction + d.test_fraction >= 0.9:
         raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+    if d.streaming and not (d.source == Source.csv and str(d.path or "").lower().endswith((".parquet", ".pq"))):
+        raise ConfigError(
+            f"data.streaming=true reads a Parquet file: set data=csv data.path=<file>.parquet (got {d.path})"
+        )
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = t[key]
+        if d.streaming and isinstance(v, float) and v not in (0.0, 1.0):
+            raise ConfigError(
+                f"trainer.{key}={v}: a stream has no length to take a fraction of; give a number of batches"
+            )
+    _at_least("data.sample_rows", d.sample_rows, 20)
+    _at_least("data.num_workers", d.num_workers, 0)
     _at_least("data.batch_size", d.batch_size, 1)
     _at_least("data.max_categories", d.max_categories, 1)
     _at_least("data.rows", d.rows, 20)
@@ -280,6 +312,11 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.devices={list(devices)} must be a non-empty list of device ids")
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
+    _at_least("trainer.num_nodes", t.num_nodes, 1)
+    if t.strategy == Strategy.single_device and ((processes_per_node(devices) or 1) > 1 or t.num_nodes > 1):
+        raise ConfigError(
+            "trainer.strategy=single_device needs trainer.devices=1 and trainer.num_nodes=1; use trainer.strategy=ddp"
+        )
     if cfg.tracking.backend == Backend.server and not cfg.tracking.uri:
         raise ConfigError("tracking.uri is required for tracking=server (e.g. http://127.0.0.1:5000)")
     if not cfg.tracking.experiment.strip():

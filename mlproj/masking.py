@@ -34,7 +34,9 @@ def mark_secrets(cfg: DictConfig) -> None:
 
 def _secret_values() -> list[str]:
     """Marked values and those of credential variables (MLFLOW_TRACKING_PASSWORD, DATABRICKS_TOKEN, ...)."""
-    env = {v for k, v in os.environ.items() if (k in SECRET_ENV or SECRET_KEY.search(k))}
+    # Not os.environ.items(): MLflow's threads set and unset variables meanwhile (a KeyError found by the soak).
+    names = [k for k in list(os.environ) if k in SECRET_ENV or SECRET_KEY.search(k)]
+    env = {v for v in (os.environ.get(k) for k in names) if v is not None}
     return sorted({v for v in env | _marked if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
 
 

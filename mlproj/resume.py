@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from mlproj.errors import ConfigError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_TAG = "mlproj.checkpoint_dir"
+CHECKPOINT_DIR_ENV = "MLPROJ_CHECKPOINT_DIR"  # rank 0 → the DDP ranks Lightning's launcher starts
+RESUME_ENV = "MLPROJ_RESUME_CHECKPOINT"
 RESUMED_TAG = "mlproj.resumed_from_epoch"
 RUN_FILE = "mlflow_run.json"
 LAST = "last.ckpt"
@@ -41,7 +44,7 @@ class ResumePoint:
         return self.status == "FINISHED"
 
 
-def locate(client: Any, experiment_id: str, resume: str | None, digest: str) -> ResumePoint | None:
+def locate(client: Any, experiment_id: str, resume: str | None, digest: str, say: bool = True) -> ResumePoint | None:
     """The run to continue, or None for a new run. Raises ConfigError for an explicit id that cannot be."""
     if resume is None:
         return None
@@ -53,7 +56,8 @@ def locate(client: Any, experiment_id: str, resume: str | None, digest: str) -> 
             max_results=1,
         )
         if not runs:
-            print("mlproj: resume=auto: no earlier run of this config; starting a new run", flush=True)
+            if say:
+                print("mlproj: resume=auto: no earlier run of this config; starting a new run", flush=True)
             return None
         run = runs[0]
     else:
@@ -75,11 +79,12 @@ def locate(client: Any, experiment_id: str, resume: str | None, digest: str) -> 
         where = run.data.tags.get(CHECKPOINT_TAG, "no checkpoint folder recorded")
         if resume != AUTO:
             raise ConfigError(f"resume={resume}: its checkpoints are not on this machine ({where})")
-        print(
-            f"mlproj: resume=auto: the latest run of this config ({run.info.run_id}, {point.status}) has no "
-            f"checkpoints here ({where}); starting a new run",
-            flush=True,
-        )
+        if say:
+            print(
+                f"mlproj: resume=auto: the latest run of this config ({run.info.run_id}, {point.status}) has no "
+                f"checkpoints here ({where}); starting a new run",
+                flush=True,
+            )
         return None
     return point
 
@@ -128,3 +133,36 @@ def resumed_epoch(checkpoint: Path) -> int:
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return int(state.get("epoch", -1)) + 1
+
+
+def tell_other_ranks(directory: Path, checkpoint: Path | None) -> None:
+    """Lightning's DDP launcher starts ranks > 0 from inside fit, with this process's environment: they
+    resume from the same checkpoint, into the same folder."""
+    os.environ[CHECKPOINT_DIR_ENV] = str(directory)
+    os.environ[RESUME_ENV] = str(checkpoint or "")
+
+
+def as_rank_zero(cfg: Any, default_dir: Path) -> tuple[Path, Path | None]:
+    """(checkpoint folder, checkpoint to resume from) for a rank > 0: what rank 0 chose."""
+    if CHECKPOINT_DIR_ENV in os.environ:
+        resume_from = os.environ.get(RESUME_ENV)
+        return Path(os.environ[CHECKPOINT_DIR_ENV]), Path(resume_from) if resume_from else None
+    if cfg.resume is None:
+        return default_dir, None
+    # torchrun or SLURM started every rank at once: look the run up as rank 0 does, reading the store only
+    # (rank 0 waits for the others to join the process group before training, so both see the same state).
+    from mlflow.tracking import MlflowClient
+
+    from mlproj.tracking import config_digest, tracking_uri
+
+    client = MlflowClient(tracking_uri(cfg.tracking))
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    try:
+        point = (
+            locate(client, experiment.experiment_id, cfg.resume, config_digest(cfg), say=False) if experiment else None
+        )
+    except ConfigError:
+        return default_dir, None  # rank 0 reports it and stops
+    if point is None or point.finished or point.checkpoint_dir is None:
+        return default_dir, None
+    return point.checkpoint_dir, point.checkpoint

@@ -91,6 +91,10 @@ def check_devices(cfg: DictConfig) -> None:
     many = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
         not isinstance(devices, int | str) and len(devices) > 1
     )
+    if int(cfg.trainer.get("num_nodes", 1)) > 1:
+        raise ConfigError(
+            f"trainer.num_nodes={cfg.trainer.num_nodes} inside a multirun (-m) is not supported; train multi-node without -m"
+        )
     if many:
         raise ConfigError(
             f"trainer.devices={devices} inside a multirun (-m) is not supported: Lightning would start the "

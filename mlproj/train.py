@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlproj import metrics
 from mlproj.config import check_config
-from mlproj.data.prepare import PreparedData, prepare, resolve_task
+from mlproj.data.prepare import PreparedData, prepare, prepare_streaming, resolve_task
 from mlproj.data.sources import load_table
 from mlproj.masking import mark_secrets
 from mlproj.outage import KEPT_FOLDER
@@ -45,6 +45,10 @@ def validate(cfg: DictConfig) -> PreparedData:
     check_config(cfg)
     check_targets(cfg)
     check_devices(cfg)
+    if cfg.data.streaming:  # Parquet larger than memory: only a bounded sample is read now
+        data = prepare_streaming(cfg.data)
+        check_task_metrics(cfg, data.task)
+        return data
     table = load_table(cfg.data)
     task = resolve_task(table, cfg.data)
     check_task_metrics(cfg, task)
@@ -64,7 +68,14 @@ def run(
     import pytorch_lightning as pl
 
     from mlproj import registry, resume, sweeps, tracking
+    from mlproj.ranks import is_rank_zero
 
+    if cfg.quiet:
+        quiet()
+    if not is_rank_zero():
+        # A DDP rank > 0 trains and evaluates its shard; the MLflow run, the model and the registry are rank
+        # 0's alone (its RunLogger writes the metrics, synchronised across ranks by torchmetrics).
+        return other_rank(cfg, data, output_dir)
     client, experiment_id = tracking.connect(cfg.tracking)  # a lost server fails here, in seconds
     point = resume.locate(client, experiment_id, cfg.resume, tracking.config_digest(cfg))
     if point is not None and point.finished:
@@ -83,8 +94,6 @@ def run(
         },
     )
     run_name = cfg.tracking.run_name or (sweeps.child_name(overrides or []) if sweep else None)
-    if cfg.quiet:
-        quiet()
     work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
     checkpoint_dir = point.checkpoint_dir if point and point.checkpoint_dir else work_dir / "checkpoints"
     try:
@@ -121,13 +130,8 @@ def train(
     sweep: str | None,
 ) -> RunResult:
     """Inside the run: fit, test, then publish the results (or keep them locally if the server is lost)."""
-    import torch
-    from hydra.utils import instantiate
-
-    from mlproj import outage, packaging, plots, pruning, resume, sweeps, tracking
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import RunLogger, build_trainer
+    from mlproj import outage, packaging, plots, resume, sweeps, tracking
+    from mlproj.training import RunLogger
 
     pre, task = data.pre, data.task
     uri = tracking.tracking_uri(cfg.tracking)
@@ -139,48 +143,21 @@ def train(
             client.log_metric(run_id, "data_dropped_target_rows", data.table.dropped_target_rows)
         client.set_tag(run_id, resume.CHECKPOINT_TAG, str(checkpoint_dir.resolve()))
 
-    network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
-    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-    module = TabularTask(
-        network,
-        task,
-        data.num_classes,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=scheduler,
-        monitor=cfg.trainer.monitor,
-        target_mean=pre.target_mean,
-        target_std=pre.target_std,
-    )
-    loaders = {
-        name: TensorBatches(
-            torch.from_numpy(split.x),
-            torch.from_numpy(split.y),
-            cfg.data.batch_size,
-            shuffle=name == "train" and cfg.data.shuffle,
-            seed=cfg.seed,
-        )
-        for name, split in data.splits.items()
-    }
     history = tracking.epoch_history(client, run_id) if point is not None else None
     run_logger = RunLogger(client, run_id, lost, history)
-    objective = cfg.sweep.objective or metrics.main_metric(task, "val")
-    trial = pruning.trial_of(cfg)
-    extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
-    trainer = build_trainer(cfg.trainer, task, run_logger, checkpoint_dir, cfg.quiet, extra)
     checkpoint = point.checkpoint if point is not None else None
     if point is not None:
         epoch = resume.resumed_epoch(checkpoint) if checkpoint else 0
         client.set_tag(run_id, resume.RESUMED_TAG, str(epoch))
         print(f"mlproj: resuming run {run_id} at epoch {epoch} ({checkpoint or 'no completed epoch'})", flush=True)
-    if fit(trainer, module, loaders, checkpoint) == pruning.PRUNED:
+    resume.tell_other_ranks(checkpoint_dir, checkpoint)
+    results, module = fit_and_test(cfg, data, run_logger, checkpoint_dir, checkpoint)
+    if results == PRUNED:
         run_logger.flush()
         client.set_tag(run_id, "mlproj.sweep.pruned", "true")
         print(f"mlproj: trial {cfg.sweep.trial} pruned by Optuna; run {run_id} ends FINISHED, tagged pruned")
-        return RunResult(run_id, "", uri, {}, None, task, {"objective": pruning.PRUNED})
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
-    trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
-    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}
+        return RunResult(run_id, "", uri, {}, None, task, {"objective": PRUNED})
+    objective = cfg.sweep.objective or metrics.main_metric(task, "val")
     score = sweeps.objective_value(run_logger.history, results, objective, task)
     network = module.model.cpu()
 
@@ -226,6 +203,78 @@ def train(
         folder = outage.keep_locally(work_dir / KEPT_FOLDER, record, pending, save, figures)
         raise outage.KeptLocally(folder.resolve(), run_id) from None
     return RunResult(run_id, "", uri, results, model_uri, task, {"objective": score})
+
+
+def fit_and_test(
+    cfg: DictConfig, data: PreparedData, run_logger: Any, checkpoint_dir: Path, checkpoint: Path | None
+) -> tuple[Any, Any]:
+    """Build the module, the loaders and the trainer; fit (from `checkpoint` when resuming), then test the
+    best checkpoint. Returns (test metrics, the module with the best weights), or ("pruned", module) for a
+    trial Optuna stopped. Every DDP rank runs this; only rank 0's `run_logger` writes anywhere."""
+    import torch
+    from hydra.utils import instantiate
+
+    from mlproj import pruning
+    from mlproj.data.batches import TensorBatches
+    from mlproj.task import TabularTask
+    from mlproj.training import build_trainer
+
+    pre, task = data.pre, data.task
+    network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
+    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    module = TabularTask(
+        network,
+        task,
+        data.num_classes,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        monitor=cfg.trainer.monitor,
+        target_mean=pre.target_mean,
+        target_std=pre.target_std,
+    )
+    if data.plan is not None:
+        from mlproj.data import streaming
+
+        loaders = {name: streaming.loader(data.plan, name, cfg.data, cfg.seed) for name in data.splits}
+    else:
+        loaders = {
+            name: TensorBatches(
+                torch.from_numpy(split.x),
+                torch.from_numpy(split.y),
+                cfg.data.batch_size,
+                shuffle=name == "train" and cfg.data.shuffle,
+                seed=cfg.seed,
+            )
+            for name, split in data.splits.items()
+        }
+    objective = cfg.sweep.objective or metrics.main_metric(task, "val")
+    trial = pruning.trial_of(cfg)
+    extra = [pruning.reporter(trial, objective, task)] if trial is not None else []
+    trainer = build_trainer(cfg.trainer, task, run_logger, checkpoint_dir, cfg.quiet, extra)
+    if fit(trainer, module, loaders, checkpoint) == PRUNED:
+        return PRUNED, module
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
+    trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}, module
+
+
+def other_rank(cfg: DictConfig, data: PreparedData, output_dir: Path | None) -> RunResult:
+    """A DDP rank > 0: the same training on its shard, from the checkpoint rank 0 resumes (if any)."""
+    import pytorch_lightning as pl
+
+    from mlproj import resume
+    from mlproj.training import RunLogger
+
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
+    try:
+        checkpoint_dir, checkpoint = resume.as_rank_zero(cfg, work_dir / "checkpoints")
+        results, _ = fit_and_test(cfg, data, RunLogger(None, ""), checkpoint_dir, checkpoint)
+    finally:
+        if output_dir is None:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return RunResult("", "", "", results if isinstance(results, dict) else {}, None, data.task)
 
 
 def already_finished(client: Any, run_id: str, task: str, uri: str) -> RunResult:

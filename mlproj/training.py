@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
-from mlproj.config import Accelerator, ProgressMode, TrainerConfig
+from mlproj.config import Accelerator, ProgressMode, Strategy, TrainerConfig
 from mlproj.outage import MetricBuffer, Outage
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # mlproj writes the run id and a lock into the checkpoint folder before Lightning sees it.
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    # Epoch values come from torchmetrics, whose compute() already syncs across DDP ranks.
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
 
 
 _quiet_lightning()
@@ -51,7 +53,7 @@ class RunLogger(Logger):
 
     def __init__(
         self,
-        client: MlflowClient,
+        client: MlflowClient | None,  # None: a DDP rank > 0, which logs nothing
         run_id: str,
         lost: Outage | None = None,
         history: dict[str, list[tuple[int, float]]] | None = None,
@@ -118,7 +120,7 @@ class PlainProgress(pl.Callback):
         self._line(trainer)
 
     def _line(self, trainer: pl.Trainer) -> None:
-        if self.printed == self.done:
+        if self.printed == self.done or not trainer.is_global_zero:  # DDP: one line per epoch, from rank 0
             return
         self.printed = self.done
         values = trainer.callback_metrics
@@ -170,6 +172,8 @@ def build_trainer(
         accelerator=Accelerator(cfg.accelerator).value,
         devices=devices,
         precision=cfg.precision,
+        strategy=Strategy(cfg.strategy).value,
+        num_nodes=cfg.num_nodes,
         max_epochs=cfg.max_epochs,
         min_epochs=cfg.min_epochs,
         gradient_clip_val=cfg.gradient_clip_val,

@@ -30,6 +30,12 @@ def check_devices(cfg: DictConfig) -> None:
     t = cfg.trainer
     accelerator = str(getattr(t.accelerator, "value", t.accelerator))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    strategy = str(getattr(t.strategy, "value", t.strategy))
+    if strategy == "ddp" and gpus == 0 and accelerator != "cpu":
+        raise ConfigError(
+            f"trainer.strategy=ddp with trainer.accelerator={accelerator} but this machine has no CUDA GPU; "
+            "set trainer.accelerator=cpu to train in CPU processes over gloo (trainer=ddp_cpu)"
+        )
     if accelerator in ("gpu", "cuda") and gpus == 0:
         raise ConfigError(
             f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use trainer=auto or trainer=cpu"

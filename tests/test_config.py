@@ -25,6 +25,7 @@ def options(group: str) -> list[str]:
 def test_every_option_composes_and_validates(make_cfg, group, option):
     extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
+    extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
     cfg = make_cfg(f"{group}={option}", *extra)
     check_config(cfg)
     check_targets(cfg)
@@ -36,6 +37,7 @@ def test_groups_are_the_documented_ones():
         "debug",
         "experiment",
         "hparams_search",
+        "hydra",
         "model",
         "optimizer",
         "registry",
@@ -44,11 +46,11 @@ def test_groups_are_the_documented_ones():
         "trainer",
     ]
     assert options("hparams_search") == ["optuna"]
-    assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "synthetic", "wine"]
+    assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "parquet_stream", "synthetic", "wine"]
     assert options("model") == ["linear", "mlp"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
-    assert options("trainer") == ["auto", "cpu", "gpu"]
+    assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]
     assert options("tracking") == ["databricks", "local", "server"]
 
 
@@ -81,6 +83,7 @@ def test_experiment_preset_overrides_groups(make_cfg):
         ("trainer.max_epochz=3", ConfigCompositionException),
         ("trainer.max_epochs=abc", ConfigCompositionException),
         ("trainer.accelerator=tpu", ConfigCompositionException),
+        ("trainer.strategy=fsdp", ConfigCompositionException),
     ],
 )
 def test_schema_refuses_at_composition(make_cfg, override, error):
@@ -100,11 +103,22 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["trainer.devices=[-1]"], "trainer.devices"),
         (["trainer.devices=0"], "trainer.devices=0"),
         (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
+        (["trainer.num_nodes=0"], "trainer.num_nodes=0 must be >= 1"),
+        (["trainer.strategy=single_device", "trainer.devices=2"], "trainer.strategy=single_device needs"),
         (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be between 0 and 1"),
         (["data.val_fraction=0.5", "data.test_fraction=0.45"], "at least 10% for training"),
         (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
         (["data=csv"], "data.path and data.target are required for data=csv"),
         (["data=csv", "data.path=a.csv"], "data.path and data.target are required"),
+        (
+            ["data=csv", "data.path=a.csv", "data.target=y", "data.streaming=true"],
+            "data.streaming=true reads a Parquet",
+        ),
+        (["data=parquet_stream", "data.path=a.parquet", "data.target=y", "data.sample_rows=5"], "data.sample_rows=5"),
+        (
+            ["data=parquet_stream", "data.path=a.parquet", "data.target=y", "trainer.limit_val_batches=0.5"],
+            "trainer.limit_val_batches=0.5: a stream has no length",
+        ),
         (["tracking=server"], "tracking.uri is required for tracking=server"),
         (["tracking.experiment= "], "tracking.experiment must not be empty"),
         (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),
@@ -149,6 +163,8 @@ def test_user_module_through_target(make_cfg):
         (["trainer=gpu"], "trainer.accelerator=gpu but this machine has no CUDA GPU"),
         (["trainer.accelerator=cuda"], "trainer.accelerator=cuda but this machine has no CUDA GPU"),
         (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
+        (["trainer=ddp"], "trainer.strategy=ddp with trainer.accelerator=gpu but this machine has no CUDA GPU; set"),
+        (["trainer.strategy=ddp"], "trainer.strategy=ddp with trainer.accelerator=auto .*trainer=ddp_cpu"),
     ],
 )
 def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, message):
@@ -157,3 +173,4 @@ def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, 
     with pytest.raises(ConfigError, match=message):
         check_devices(make_cfg(*overrides))
     check_devices(make_cfg("trainer.precision=bf16-mixed"))
+    check_devices(make_cfg("trainer=ddp_cpu"))

@@ -3,6 +3,8 @@
 The whole split lives in two tensors; a batch is an index slice of a per-epoch permutation. This replaces
 `DataLoader(TensorDataset)`, whose per-sample indexing and collate dominate the step time of small tabular
 models, while staying a plain sized iterable that Lightning accepts as a dataloader.
+
+Under DDP each rank iterates only its shard (Lightning injects a DistributedSampler into DataLoaders only).
 """
 
 from __future__ import annotations
@@ -28,22 +30,53 @@ class TensorBatches:
         self.seed = seed
 
     def __len__(self) -> int:
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
+        return (self._rows() + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.x), self.batch_size
+        rank, world = rank_and_world()
         if self.shuffle:
-            # A fresh permutation per epoch, reproducible from (seed, epoch).
+            # A fresh permutation per epoch, reproducible from (seed, epoch): the same on every rank.
             gen = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(n, generator=gen).to(self.x.device)
             self.epoch += 1
-            for start in range(0, n, bs):
+            if world > 1:
+                order = shard(order, rank, world)
+            for start in range(0, len(order), bs):
                 idx = order[start : start + bs]
                 yield self.x[idx], self.y[idx]
         else:
-            for start in range(0, n, bs):
-                yield self.x[start : start + bs], self.y[start : start + bs]
+            # Evaluation: a contiguous block per rank, every row exactly once (exact metrics). Block sizes
+            # differ by at most one row; evaluation has no per-step collective, so no rank waits on another.
+            lo, hi = rank * n // world, (rank + 1) * n // world
+            for start in range(lo, hi, bs):
+                end = min(start + bs, hi)
+                yield self.x[start:end], self.y[start:end]
+
+    def _rows(self) -> int:
+        n = len(self.x)
+        rank, world = rank_and_world()
+        return -(-n // world) if self.shuffle else (rank + 1) * n // world - rank * n // world
 
     def to(self, device: torch.device | str) -> TensorBatches:
         self.x, self.y = self.x.to(device), self.y.to(device)
         return self
+
+
+def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
+    """This rank's share of a permutation, as DistributedSampler does it: padded by wrapping around to a
+    multiple of `world`, then every world-th index. Equal lengths on every rank, so no rank waits at the
+    gradient all-reduce for a batch another rank does not have."""
+    total = -(-len(order) // world) * world
+    if total > len(order):
+        order = torch.cat([order, order.repeat(-(-total // len(order)))[: total - len(order)]])
+    return order[rank:total:world]
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) of the running process group; (0, 1) outside DDP."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

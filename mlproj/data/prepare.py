@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,8 @@ class PreparedData:
     table: Table
     task: str
     pre: Preprocessor
-    splits: dict[str, Split]
+    splits: dict[str, Split]  # streaming: the sample's rows only (signature, input example, test plots)
+    plan: Any = None  # streaming: the mlproj.data.streaming.ParquetPlan the loaders read
 
     @property
     def num_classes(self) -> int:
@@ -85,6 +87,25 @@ def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
         target = table.target.iloc[idx].reset_index(drop=True)
         splits[name] = Split(raw, target, pre.transform(raw), pre.encode_target(target))
     return PreparedData(table, task, pre, splits)
+
+
+def prepare_streaming(cfg: DataConfig) -> PreparedData:
+    """Streaming Parquet: the task and preprocessing from a bounded sample; the rest streams at training."""
+    from mlproj.data import streaming
+
+    table, codes = streaming.read_sample(cfg)
+    task = resolve_task(table, cfg)
+    pre, plan = streaming.prepare_stream(table, codes, task, cfg)
+    splits = {}
+    for name in SPLITS:
+        rows = codes == streaming.SPLIT_CODES[name]
+        raw = table.features[rows].reset_index(drop=True)
+        target = table.target[rows].reset_index(drop=True)
+        if task == CLASSIFICATION:  # sample rows of a class the training rows lack: not for the plots
+            seen = target.map(set(pre.labels).__contains__).astype(bool).to_numpy()
+            raw, target = raw[seen].reset_index(drop=True), target[seen].reset_index(drop=True)
+        splits[name] = Split(raw, target, pre.transform(raw), pre.encode_target(target))
+    return PreparedData(table, task, pre, splits, plan)
 
 
 def _split(index: np.ndarray, fraction: float, target: pd.Series, task: str, seed: int):
