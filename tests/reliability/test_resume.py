@@ -85,3 +85,25 @@ def test_resume_auto_without_an_earlier_run_starts_one(make_cfg, store, tmp_path
     result = run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "resume=auto"), [], tmp_path / "a")
     assert "no earlier run of this config" in capsys.readouterr().out
     assert MlflowClient(store).get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_ddp_run_preempted_and_resumed(tmp_path):
+    """2 processes over gloo: SIGTERM to the launching rank stops both and ends the run KILLED; resume=auto
+    continues it on both ranks from the same checkpoint, into the same (single) run."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [*faults.PACED, "trainer=ddp_cpu", f"tracking.uri={store}"]
+    client = MlflowClient(store)
+    proc = faults.start(args, tmp_path)
+    try:
+        faults.wait_until(lambda: faults.epochs_logged(client) >= 2, proc, timeout=240)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output[-3000:]
+    assert faults.only_run(client).info.status == "KILLED"
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    run_ = faults.only_run(client)
+    assert run_.info.status == "FINISHED" and int(run_.data.tags["mlproj.resumed_from_epoch"]) >= 2
+    assert faults.val_steps(client, run_.info.run_id) == list(range(EPOCHS))
