@@ -60,9 +60,7 @@ def run(
     from hydra.utils import instantiate
 
     from mlproj import packaging, plots, pruning, registry, sweeps, tracking
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import RunLogger, build_trainer
+    from mlproj.training import RunLogger, build_batches, build_task, build_trainer
 
     pre, task = data.pre, data.task
     client, experiment_id = tracking.connect(cfg.tracking)
@@ -93,26 +91,18 @@ def run(
 
         network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
         scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-        module = TabularTask(
+        module = build_task(
+            cfg.trainer,
             network,
             task,
             data.num_classes,
             optimizer=instantiate(cfg.optimizer),
             scheduler=scheduler,
-            monitor=cfg.trainer.monitor,
             target_mean=pre.target_mean,
             target_std=pre.target_std,
         )
-        loaders = {
-            name: TensorBatches(
-                torch.from_numpy(split.x),
-                torch.from_numpy(split.y),
-                cfg.data.batch_size,
-                shuffle=name == "train" and cfg.data.shuffle,
-                seed=cfg.seed,
-            )
-            for name, split in data.splits.items()
-        }
+        splits = {name: (torch.from_numpy(split.x), torch.from_numpy(split.y)) for name, split in data.splits.items()}
+        loaders = build_batches(cfg.trainer, splits, cfg.data.batch_size, shuffle=cfg.data.shuffle, seed=cfg.seed)
         run_logger = RunLogger(client, run_id)
         work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
         objective = cfg.sweep.objective or metrics.main_metric(task, "val")

@@ -3,8 +3,10 @@
 Same data (synthetic regression, in memory), model (MLP 32→256→256→1), batch size, optimizer (Adam 1e-3)
 and epochs for all three; only training epochs are timed (after one warm-up epoch each):
   (a) raw       a hand-written PyTorch loop over index slices of a per-epoch permutation
-  (b) mlproj    mlproj's own path: TabularTask + TensorBatches + the Trainer from mlproj.training
-  (c) lightning DataLoader(TensorDataset(...), shuffle=True) and per-step torchmetrics/self.log logging
+  (b) mlproj    mlproj's production path, built by mlproj.training as mlproj.train does (TrainerConfig
+                defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
+  (c) lightning DataLoader(TensorDataset(...), shuffle=True), automatic optimization, per-step
+                torchmetrics logging (self.log(..., on_step=True), default log_every_n_steps; no logger)
 The last line is one JSON object with the ratios.
 
     python scripts/benchmark.py            # 200k rows, 3 timed epochs
@@ -89,27 +91,31 @@ class EpochTimer:
 
 
 def mlproj_path(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+    """Built as mlproj.train builds a run: the trainer config's defaults, the run logger into a sqlite store."""
     from pathlib import Path
     from tempfile import mkdtemp
 
+    from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
-    from pytorch_lightning.loggers.logger import DummyLogger
 
     from mlproj.config import TrainerConfig
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import build_trainer
+    from mlproj.training import RunLogger, build_batches, build_task, build_trainer
 
-    module = TabularTask(make_model(x.shape[1]), "regression", 0, optimizer=_adam)
     cfg = OmegaConf.structured(TrainerConfig)
     cfg.accelerator = "gpu" if device == "cuda" else "cpu"
     cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "none"
-    cfg.limit_val_batches = 1
+    cfg.limit_val_batches = 1  # training throughput: validation is one batch per epoch
+    module = build_task(cfg, make_model(x.shape[1]), "regression", 0, optimizer=_adam)
+    loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
+    work = Path(mkdtemp(prefix="mlproj-bench-"))
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
     timer = EpochTimer(device)
-    trainer = build_trainer(
-        cfg, "regression", DummyLogger(), Path(mkdtemp()) / "ckpt", quiet=True, extra_callbacks=[timer]
-    )
-    trainer.fit(module, TensorBatches(x, y, batch, shuffle=True), TensorBatches(x[:batch], y[:batch], batch))
+    logger = RunLogger(client, run_id)
+    trainer = build_trainer(cfg, "regression", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
+    trainer.fit(module, loaders["train"], loaders["val"])
+    logger.flush()
+    client.set_terminated(run_id)
     return len(x) * timer.epochs / timer.seconds
 
 
@@ -149,8 +155,7 @@ def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: i
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
-        log_every_n_steps=50,
+        callbacks=[timer],  # and Lightning's default log_every_n_steps (50)
     )
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     trainer.fit(Conventional(), loader)
