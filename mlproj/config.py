@@ -107,7 +107,7 @@ class TrainerConfig:
     log_every_n_steps: int | None = None
     compile: bool = False  # torch.compile the network for the training steps (needs a C compiler on CPU)
     # Optimizer steps per Lightning training step (minibatches per item of the training iterable), to
-    # amortise Lightning's per-step loop overhead. None: automatic (16; 1 when limit_train_batches,
+    # amortise Lightning's per-step loop overhead. None: automatic (32; 1 when limit_train_batches,
     # overfit_batches or fast_dev_run count batches). trainer.global_step always counts optimizer steps.
     steps_per_chunk: int | None = None
 

@@ -76,23 +76,31 @@ class TabularTask(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _loss_and_outputs(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, predictions for the metrics, targets for the metrics)."""
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, the network's output as the metrics take it: squeezed for one-output tasks)."""
         if self.task == REGRESSION:
             out = out.squeeze(-1)
-            loss = F.mse_loss(out, y)
-            return loss, out * self.target_std + self.target_mean, y * self.target_std + self.target_mean
+            return F.mse_loss(out, y), out
         if self.binary:
             out = out.squeeze(-1)
-            return F.binary_cross_entropy_with_logits(out, y.float()), torch.sigmoid(out), y
-        return F.cross_entropy(out, y), torch.softmax(out, dim=-1), y
+            return F.binary_cross_entropy_with_logits(out, y.float()), out
+        return F.cross_entropy(out, y), out
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _for_metrics(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predictions, targets) for the metrics: original units for regression, probabilities otherwise."""
+        out = out.detach().float()
+        if self.task == REGRESSION:
+            return out * self.target_std + self.target_mean, y * self.target_std + self.target_mean
+        if self.binary:
+            return torch.sigmoid(out), y
+        return torch.softmax(out, dim=-1), y
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         x, y = batch
-        loss, preds, target = self._loss_and_outputs(self(x), y)
+        loss, out = self._loss(self(x), y)
         # Only device-side updates per step; values are computed and logged once per epoch.
         self.losses["_" + stage].update(loss.detach(), weight=len(y))
-        self.stage_metrics["_" + stage].update(preds.detach().float(), target)
+        self.stage_metrics["_" + stage].update(*self._for_metrics(out, y))
         return loss
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
@@ -100,24 +108,24 @@ class TabularTask(pl.LightningModule):
         optimizer, forward = self.optimizers(), self._compiled or self.model
         pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         for x, y in batch if isinstance(batch, list) else [batch]:
-            loss, preds, target = self._loss_and_outputs(forward(x), y)
+            loss, out = self._loss(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
-            pending.append((loss.detach(), preds.detach().float(), target))
+            pending.append((loss.detach(), out.detach(), y))
             if self.log_every_n_steps and self.global_step % self.log_every_n_steps == 0:
                 self._update_train_metrics(pending)
                 self._log_steps()
         self._update_train_metrics(pending)
 
     def _update_train_metrics(self, pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
-        """One update for a chunk's minibatches: each update costs ~0.1 ms on CPU, whatever its size."""
+        """One update for a chunk's minibatches: an update costs ~0.1 ms on CPU, almost whatever its size."""
         if not pending:
             return
-        losses, preds, targets = zip(*pending, strict=True)
+        losses, outs, targets = zip(*pending, strict=True)
         sizes = torch.tensor([len(t) for t in targets], dtype=torch.float32, device=losses[0].device)
         self.losses["_train"].update(torch.stack(losses), weight=sizes)
-        self.stage_metrics["_train"].update(torch.cat(preds), torch.cat(targets))
+        self.stage_metrics["_train"].update(*self._for_metrics(torch.cat(outs), torch.cat(targets)))
         pending.clear()
 
     def _log_steps(self) -> None:

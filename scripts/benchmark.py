@@ -12,6 +12,7 @@ The last line is one JSON object with the ratios.
     python scripts/benchmark.py            # 200k rows, 3 timed epochs
     python scripts/benchmark.py --quick    # 50k rows, 1 timed epoch (well under a minute on 2 cores)
     python scripts/benchmark.py --device cuda
+    python scripts/benchmark.py --steps-per-chunk 1 4   # also mlproj with trainer.steps_per_chunk=1 and 4
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class EpochTimer:
         return _Timer()
 
 
-def mlproj_path(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+def mlproj_path(
+    x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str, steps_per_chunk: int | None = None
+) -> float:
     """Built as mlproj.train builds a run: the trainer config's defaults, the run logger into a sqlite store."""
     from pathlib import Path
     from tempfile import mkdtemp
@@ -105,6 +108,7 @@ def mlproj_path(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, devic
     cfg.accelerator = "gpu" if device == "cuda" else "cpu"
     cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "none"
     cfg.limit_val_batches = 1  # training throughput: validation is one batch per epoch
+    cfg.steps_per_chunk = steps_per_chunk  # None: the default (automatic)
     module = build_task(cfg, make_model(x.shape[1]), "regression", 0, optimizer=_adam)
     loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
     work = Path(mkdtemp(prefix="mlproj-bench-"))
@@ -174,6 +178,7 @@ def main() -> None:
     p.add_argument("--rows", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps-per-chunk", type=int, nargs="*", default=[], help="also time mlproj with these K")
     args = p.parse_args()
     rows = args.rows or (50_000 if args.quick else 200_000)
     epochs = args.epochs or (1 if args.quick else 3)
@@ -183,6 +188,8 @@ def main() -> None:
     results = {}
     for name, fn in (("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)):
         results[name] = fn(x, y, args.batch, epochs, args.device)
+    for k in args.steps_per_chunk:
+        results[f"mlproj_steps_per_chunk={k}"] = mlproj_path(x, y, args.batch, epochs, args.device, k)
     print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s), "
           f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")  # fmt: skip
     for name, rate in results.items():
