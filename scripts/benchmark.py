@@ -7,12 +7,13 @@ and epochs for all three; only training epochs are timed (after one warm-up epoc
                 defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
   (c) lightning DataLoader(TensorDataset(...), shuffle=True), automatic optimization, per-step
                 torchmetrics logging (self.log(..., on_step=True), default log_every_n_steps; no logger)
-The last line is one JSON object with the ratios.
+The last line is one JSON object with the ratios (with --repeat, medians of the rounds' ratios).
 
     python scripts/benchmark.py            # 200k rows, 3 timed epochs
     python scripts/benchmark.py --quick    # 50k rows, 1 timed epoch (well under a minute on 2 cores)
     python scripts/benchmark.py --device cuda
     python scripts/benchmark.py --steps-per-chunk 1 4   # also mlproj with trainer.steps_per_chunk=1 and 4
+    python scripts/benchmark.py --repeat 3   # three rounds in rotation, medians (for a shared, noisy machine)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import logging
 import platform
+import statistics
 import time
 import warnings
 
@@ -178,6 +180,7 @@ def main() -> None:
     p.add_argument("--rows", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeat", type=int, default=1, help="rounds of all three; medians are reported")
     p.add_argument("--steps-per-chunk", type=int, nargs="*", default=[], help="also time mlproj with these K")
     args = p.parse_args()
     rows = args.rows or (50_000 if args.quick else 200_000)
@@ -185,20 +188,32 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     x, y = make_data(rows, 32)
-    results = {}
-    for name, fn in (("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)):
-        results[name] = fn(x, y, args.batch, epochs, args.device)
-    for k in args.steps_per_chunk:
-        results[f"mlproj_steps_per_chunk={k}"] = mlproj_path(x, y, args.batch, epochs, args.device, k)
+    names = [("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)]
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.repeat):  # rounds in rotation: a busy neighbour slows all three of a round alike
+        rates = {name: fn(x, y, args.batch, epochs, args.device) for name, fn in names}
+        for k in args.steps_per_chunk:
+            rates[f"mlproj_steps_per_chunk={k}"] = mlproj_path(x, y, args.batch, epochs, args.device, k)
+        rounds.append(rates)
+    results = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    ratio = {
+        "mlproj_vs_raw": statistics.median(r["mlproj"] / r["raw"] for r in rounds),
+        "mlproj_vs_lightning_dataloader": statistics.median(r["mlproj"] / r["lightning_dataloader"] for r in rounds),
+    }
     print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s), "
-          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")  # fmt: skip
+          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
+          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}")  # fmt: skip
     for name, rate in results.items():
         print(f"  {name:<22} {rate:>10,.0f} samples/s   {rate / results['raw']:.2f}x raw")
+    if args.repeat > 1:
+        for key in ratio:
+            each = [r["mlproj"] / r[key.rpartition("_vs_")[2]] for r in rounds]
+            print(f"  {key}: rounds {', '.join(f'{v:.2f}' for v in each)} (median {ratio[key]:.2f})")
     print(
         json.dumps(
             {
-                "mlproj_vs_raw": round(results["mlproj"] / results["raw"], 3),
-                "mlproj_vs_lightning_dataloader": round(results["mlproj"] / results["lightning_dataloader"], 3),
+                "mlproj_vs_raw": round(ratio["mlproj_vs_raw"], 3),
+                "mlproj_vs_lightning_dataloader": round(ratio["mlproj_vs_lightning_dataloader"], 3),
                 "samples_per_s": {k: round(v) for k, v in results.items()},
             }
         )
