@@ -180,12 +180,15 @@ def main() -> None:
     p.add_argument("--rows", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of all three; medians are reported")
     p.add_argument("--steps-per-chunk", type=int, nargs="*", default=[], help="also time mlproj with these K")
     args = p.parse_args()
     rows = args.rows or (50_000 if args.quick else 200_000)
     epochs = args.epochs or (1 if args.quick else 3)
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     x, y = make_data(rows, 32)
     names = [("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)]
