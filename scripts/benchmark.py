@@ -6,7 +6,7 @@ and epochs for all three; only training epochs are timed (after one warm-up epoc
   (b) mlproj    mlproj's production path, built by mlproj.training as mlproj.train does (TrainerConfig
                 defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
   (c) lightning DataLoader(TensorDataset(...), shuffle=True), automatic optimization, per-step
-                torchmetrics logging (self.log(..., on_step=True), default log_every_n_steps; no logger)
+                torchmetrics logging (self.log(..., on_step=True)), Lightning's default logger and checkpoint
 The last line is one JSON object with the ratios (with --repeat, medians of the rounds' ratios).
 
     python scripts/benchmark.py            # 200k rows, 3 timed epochs
@@ -130,6 +130,8 @@ def _adam(params):
 
 
 def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+    from tempfile import mkdtemp
+
     import pytorch_lightning as pl
     import torchmetrics
     from torch.utils.data import DataLoader, TensorDataset
@@ -157,11 +159,12 @@ def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: i
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         max_epochs=epochs + 1,
-        logger=False,
-        enable_checkpointing=False,
+        # Lightning's defaults (its default logger, CSVLogger without tensorboard; a checkpoint per epoch;
+        # log_every_n_steps=50), written to a temporary folder; no progress bar or model summary, as mlproj.
+        default_root_dir=mkdtemp(prefix="lightning-bench-"),
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],  # and Lightning's default log_every_n_steps (50)
+        callbacks=[timer],
     )
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     trainer.fit(Conventional(), loader)
