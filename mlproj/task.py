@@ -123,8 +123,13 @@ class TabularTask(pl.LightningModule):
         if not pending:
             return
         losses, outs, targets = zip(*pending, strict=True)
-        sizes = torch.tensor([len(t) for t in targets], dtype=torch.float32, device=losses[0].device)
-        self.losses["_train"].update(torch.stack(losses), weight=sizes)
+        # Weights filled on the device: torch.tensor(list, device=cuda) would be a blocking copy (a host sync).
+        sizes = [len(t) for t in targets]
+        weights = torch.full((len(sizes),), float(sizes[0]), device=losses[0].device)
+        for i, n in enumerate(sizes):
+            if n != sizes[0]:  # only a short last minibatch
+                weights[i] = n
+        self.losses["_train"].update(torch.stack(losses), weight=weights)
         self.stage_metrics["_train"].update(*self._for_metrics(torch.cat(outs), torch.cat(targets)))
         pending.clear()
 
