@@ -50,7 +50,7 @@ step pytest_gpu 300 "$py" -m pytest -m gpu -ra -v -s tests/test_gpu.py
 store=$(mktemp -d)
 step train_bf16 180 "$py" -m mlproj trainer=gpu trainer.precision=bf16-mixed data=synthetic data.rows=100000 \
   data.features=32 data.batch_size=256 "model.hidden_sizes=[256,256]" trainer.max_epochs=5 trainer.log_every_n_steps=100 \
-  trainer.progress_bar=plain "tracking.uri=sqlite:///$store/mlflow.db" tracking.experiment=gpu-check
+  trainer.progress_bar=plain "tracking.uri=sqlite:///$store/mlflow.db" tracking.experiment=gpu-check "hydra.run.dir=$store/hydra"
 rm -rf "$store"
 
 step benchmark 240 "$py" scripts/benchmark.py --device cuda
