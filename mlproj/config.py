@@ -115,6 +115,15 @@ class TrainerConfig:
     overfit_batches: Any = 0.0
     progress_bar: ProgressMode = ProgressMode.auto
     model_summary: bool = False  # Lightning's layer table; the model's config is in the run's params
+    # Train metrics are computed and logged once per epoch as `train_{metric}` (MLflow step = epoch). With
+    # N, also every N optimizer steps as `step_train_{metric}` (MLflow step = global optimizer step): the
+    # value over the epoch so far. None: epoch end only (no host sync during an epoch).
+    log_every_n_steps: int | None = None
+    compile: bool = False  # torch.compile the network for the training steps (needs a C compiler on CPU)
+    # Optimizer steps per Lightning training step (minibatches per item of the training iterable), to
+    # amortise Lightning's per-step loop overhead. None: automatic (32; 1 when limit_train_batches,
+    # overfit_batches or fast_dev_run count batches). trainer.global_step always counts optimizer steps.
+    steps_per_chunk: int | None = None
 
 
 @dataclass
@@ -306,6 +315,9 @@ def check_config(cfg: DictConfig) -> None:
         if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (isinstance(v, float) and v > 1):
             raise ConfigError(f"trainer.{key}={v!r} must be a fraction in [0, 1] or a whole number of batches")
     _choice("trainer.precision", str(t.precision), PRECISIONS)
+    for key in ("log_every_n_steps", "steps_per_chunk"):
+        if t[key] is not None:
+            _at_least(f"trainer.{key}", t[key], 1)
     devices = t.devices
     if OmegaConf.is_list(devices):
         if not devices or not all(isinstance(i, int) and i >= 0 for i in devices):

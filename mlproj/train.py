@@ -215,20 +215,18 @@ def fit_and_test(
     from hydra.utils import instantiate
 
     from mlproj import pruning
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import build_trainer
+    from mlproj.training import build_batches, build_task, build_trainer
 
     pre, task = data.pre, data.task
     network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
     scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
-    module = TabularTask(
+    module = build_task(
+        cfg.trainer,
         network,
         task,
         data.num_classes,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
-        monitor=cfg.trainer.monitor,
         target_mean=pre.target_mean,
         target_std=pre.target_std,
     )
@@ -237,16 +235,8 @@ def fit_and_test(
 
         loaders = {name: streaming.loader(data.plan, name, cfg.data, cfg.seed) for name in data.splits}
     else:
-        loaders = {
-            name: TensorBatches(
-                torch.from_numpy(split.x),
-                torch.from_numpy(split.y),
-                cfg.data.batch_size,
-                shuffle=name == "train" and cfg.data.shuffle,
-                seed=cfg.seed,
-            )
-            for name, split in data.splits.items()
-        }
+        splits = {name: (torch.from_numpy(split.x), torch.from_numpy(split.y)) for name, split in data.splits.items()}
+        loaders = build_batches(cfg.trainer, splits, cfg.data.batch_size, shuffle=cfg.data.shuffle, seed=cfg.seed)
     objective = cfg.sweep.objective or metrics.main_metric(task, "val")
     trial = pruning.trial_of(cfg)
     extra = [pruning.reporter(trial, objective, task)] if trial is not None else []

@@ -1,4 +1,8 @@
-"""The Lightning Trainer: accelerator and devices, early stopping, best checkpoint, and the MLflow logger."""
+"""The Lightning Trainer: accelerator and devices, early stopping, best checkpoint, and the MLflow logger.
+
+Also the module and the batches as a run builds them from the trainer config (`build_task`,
+`build_batches`), shared by `mlproj.train` and `scripts/benchmark.py`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
@@ -18,7 +23,9 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
 from mlproj.config import Accelerator, ProgressMode, Strategy, TrainerConfig
+from mlproj.data.batches import TensorBatches
 from mlproj.outage import MetricBuffer, Outage
+from mlproj.task import TabularTask
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +53,10 @@ class RunLogger(Logger):
 
     Written instead of using Lightning's MLFlowLogger, which ignores the active run and MLFLOW_RUN_ID,
     marks the run terminated itself at the end of fit, and cuts params to 250 characters. mlproj owns the
-    run's lifecycle (tracking.tracked_run); this only forwards metrics, with the epoch as the step, through
-    a buffer that survives a lost tracking server (outage.MetricBuffer). It also keeps the per-epoch
-    series, so the end of a run (plots, the sweep objective) reads nothing back from the server.
+    run's lifecycle (tracking.tracked_run); this only forwards metrics, with the epoch as the step (what
+    Lightning's epoch-level logging sends), or the step given without an epoch (`step_train_*` series),
+    through a buffer that survives a lost tracking server (outage.MetricBuffer). It also keeps the
+    per-epoch series, so the end of a run (plots, the sweep objective) reads nothing back from the server.
     """
 
     def __init__(
@@ -141,6 +149,52 @@ def progress_callbacks(mode: str, max_epochs: int) -> list[pl.Callback]:
     return []
 
 
+AUTO_STEPS_PER_CHUNK = 32  # Lightning's ~0.8 ms per training step becomes ~0.03 ms per optimizer step
+
+
+def steps_per_chunk(cfg: TrainerConfig) -> int:
+    """Optimizer steps per training step; 1 where Lightning counts training batches, so they stay minibatches."""
+    limit = cfg.limit_train_batches
+    if cfg.fast_dev_run or cfg.overfit_batches or not (isinstance(limit, float) and limit == 1.0):
+        return 1
+    return cfg.steps_per_chunk or AUTO_STEPS_PER_CHUNK
+
+
+def build_batches(
+    cfg: TrainerConfig,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+) -> dict[str, TensorBatches]:
+    """Batches per split; the "train" split shuffled (when `shuffle`) and chunked for the training step."""
+    return {
+        name: TensorBatches(
+            x,
+            y,
+            batch_size,
+            shuffle=shuffle and name == "train",
+            seed=seed,
+            chunk=steps_per_chunk(cfg) if name == "train" else 1,
+        )
+        for name, (x, y) in splits.items()
+    }
+
+
+def build_task(cfg: TrainerConfig, network: torch.nn.Module, task: str, num_classes: int, **kwargs: Any) -> TabularTask:
+    """The LightningModule with the trainer options it implements itself (manual optimization)."""
+    return TabularTask(
+        network,
+        task,
+        num_classes,
+        monitor=cfg.monitor,
+        gradient_clip_val=cfg.gradient_clip_val,
+        log_every_n_steps=cfg.log_every_n_steps,
+        compile=cfg.compile,
+        **kwargs,
+    )
+
+
 def build_trainer(
     cfg: TrainerConfig,
     task: str,
@@ -176,7 +230,6 @@ def build_trainer(
         num_nodes=cfg.num_nodes,
         max_epochs=cfg.max_epochs,
         min_epochs=cfg.min_epochs,
-        gradient_clip_val=cfg.gradient_clip_val,
         deterministic=cfg.deterministic,
         fast_dev_run=cfg.fast_dev_run,
         limit_train_batches=cfg.limit_train_batches,
@@ -184,7 +237,9 @@ def build_trainer(
         limit_test_batches=cfg.limit_test_batches,
         overfit_batches=cfg.overfit_batches,
         enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in progress),
-        log_every_n_steps=1,  # metrics are epoch-level; this only silences a warning on short epochs
+        # mlproj logs its own step-level series (TabularTask, trainer.log_every_n_steps); this only
+        # silences Lightning's warning on short epochs.
+        log_every_n_steps=1,
         enable_model_summary=cfg.model_summary and not quiet,
         logger=run_logger,
         callbacks=callbacks,

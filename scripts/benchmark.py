@@ -3,13 +3,17 @@
 Same data (synthetic regression, in memory), model (MLP 32→256→256→1), batch size, optimizer (Adam 1e-3)
 and epochs for all three; only training epochs are timed (after one warm-up epoch each):
   (a) raw       a hand-written PyTorch loop over index slices of a per-epoch permutation
-  (b) mlproj    mlproj's own path: TabularTask + TensorBatches + the Trainer from mlproj.training
-  (c) lightning DataLoader(TensorDataset(...), shuffle=True) and per-step torchmetrics/self.log logging
-The last line is one JSON object with the ratios.
+  (b) mlproj    mlproj's production path, built by mlproj.training as mlproj.train does (TrainerConfig
+                defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
+  (c) lightning DataLoader(TensorDataset(...), shuffle=True), automatic optimization, per-step
+                torchmetrics logging (self.log(..., on_step=True)), Lightning's default logger and checkpoint
+The last line is one JSON object with the ratios (with --repeat, medians of the rounds' ratios).
 
     python scripts/benchmark.py            # 200k rows, 3 timed epochs
     python scripts/benchmark.py --quick    # 50k rows, 1 timed epoch (well under a minute on 2 cores)
     python scripts/benchmark.py --device cuda
+    python scripts/benchmark.py --steps-per-chunk 1 4   # also mlproj with trainer.steps_per_chunk=1 and 4
+    python scripts/benchmark.py --repeat 3   # three rounds in rotation, medians (for a shared, noisy machine)
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import json
 import logging
 import platform
+import statistics
 import time
 import warnings
 
@@ -88,28 +93,35 @@ class EpochTimer:
         return _Timer()
 
 
-def mlproj_path(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+def mlproj_path(
+    x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str, steps_per_chunk: int | None = None
+) -> float:
+    """Built as mlproj.train builds a run: the trainer config's defaults, the run logger into a sqlite store."""
     from pathlib import Path
     from tempfile import mkdtemp
 
+    from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
-    from pytorch_lightning.loggers.logger import DummyLogger
 
     from mlproj.config import TrainerConfig
-    from mlproj.data.batches import TensorBatches
-    from mlproj.task import TabularTask
-    from mlproj.training import build_trainer
+    from mlproj.training import RunLogger, build_batches, build_task, build_trainer
 
-    module = TabularTask(make_model(x.shape[1]), "regression", 0, optimizer=_adam)
     cfg = OmegaConf.structured(TrainerConfig)
     cfg.accelerator = "gpu" if device == "cuda" else "cpu"
     cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "none"
-    cfg.limit_val_batches = 1
+    cfg.limit_val_batches = 1  # training throughput: validation is one batch per epoch
+    cfg.steps_per_chunk = steps_per_chunk  # None: the default (automatic)
+    module = build_task(cfg, make_model(x.shape[1]), "regression", 0, optimizer=_adam)
+    loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
+    work = Path(mkdtemp(prefix="mlproj-bench-"))
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
     timer = EpochTimer(device)
-    trainer = build_trainer(
-        cfg, "regression", DummyLogger(), Path(mkdtemp()) / "ckpt", quiet=True, extra_callbacks=[timer]
-    )
-    trainer.fit(module, TensorBatches(x, y, batch, shuffle=True), TensorBatches(x[:batch], y[:batch], batch))
+    logger = RunLogger(client, run_id)
+    trainer = build_trainer(cfg, "regression", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
+    trainer.fit(module, loaders["train"], loaders["val"])
+    logger.flush()
+    client.set_terminated(run_id)
     return len(x) * timer.epochs / timer.seconds
 
 
@@ -118,6 +130,8 @@ def _adam(params):
 
 
 def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+    from tempfile import mkdtemp
+
     import pytorch_lightning as pl
     import torchmetrics
     from torch.utils.data import DataLoader, TensorDataset
@@ -145,12 +159,12 @@ def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: i
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         max_epochs=epochs + 1,
-        logger=False,
-        enable_checkpointing=False,
+        # Lightning's defaults (its default logger, CSVLogger without tensorboard; a checkpoint per epoch;
+        # log_every_n_steps=50), written to a temporary folder; no progress bar or model summary, as mlproj.
+        default_root_dir=mkdtemp(prefix="lightning-bench-"),
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[timer],
-        log_every_n_steps=50,
     )
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     trainer.fit(Conventional(), loader)
@@ -169,24 +183,43 @@ def main() -> None:
     p.add_argument("--rows", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of all three; medians are reported")
+    p.add_argument("--steps-per-chunk", type=int, nargs="*", default=[], help="also time mlproj with these K")
     args = p.parse_args()
     rows = args.rows or (50_000 if args.quick else 200_000)
     epochs = args.epochs or (1 if args.quick else 3)
     warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     x, y = make_data(rows, 32)
-    results = {}
-    for name, fn in (("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)):
-        results[name] = fn(x, y, args.batch, epochs, args.device)
+    names = [("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)]
+    rounds: list[dict[str, float]] = []
+    for _ in range(args.repeat):  # rounds in rotation: a busy neighbour slows all three of a round alike
+        rates = {name: fn(x, y, args.batch, epochs, args.device) for name, fn in names}
+        for k in args.steps_per_chunk:
+            rates[f"mlproj_steps_per_chunk={k}"] = mlproj_path(x, y, args.batch, epochs, args.device, k)
+        rounds.append(rates)
+    results = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    ratio = {
+        "mlproj_vs_raw": statistics.median(r["mlproj"] / r["raw"] for r in rounds),
+        "mlproj_vs_lightning_dataloader": statistics.median(r["mlproj"] / r["lightning_dataloader"] for r in rounds),
+    }
     print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s), "
-          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")  # fmt: skip
+          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
+          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}")  # fmt: skip
     for name, rate in results.items():
         print(f"  {name:<22} {rate:>10,.0f} samples/s   {rate / results['raw']:.2f}x raw")
+    if args.repeat > 1:
+        for key in ratio:
+            each = [r["mlproj"] / r[key.rpartition("_vs_")[2]] for r in rounds]
+            print(f"  {key}: rounds {', '.join(f'{v:.2f}' for v in each)} (median {ratio[key]:.2f})")
     print(
         json.dumps(
             {
-                "mlproj_vs_raw": round(results["mlproj"] / results["raw"], 3),
-                "mlproj_vs_lightning_dataloader": round(results["mlproj"] / results["lightning_dataloader"], 3),
+                "mlproj_vs_raw": round(ratio["mlproj_vs_raw"], 3),
+                "mlproj_vs_lightning_dataloader": round(ratio["mlproj_vs_lightning_dataloader"], 3),
                 "samples_per_s": {k: round(v) for k, v in results.items()},
             }
         )

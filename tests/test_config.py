@@ -105,6 +105,8 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["trainer.limit_train_batches=1.5"], "trainer.limit_train_batches=1.5"),
         (["trainer.num_nodes=0"], "trainer.num_nodes=0 must be >= 1"),
         (["trainer.strategy=single_device", "trainer.devices=2"], "trainer.strategy=single_device needs"),
+        (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 must be >= 1"),
+        (["trainer.steps_per_chunk=0"], "trainer.steps_per_chunk=0 must be >= 1"),
         (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be between 0 and 1"),
         (["data.val_fraction=0.5", "data.test_fraction=0.45"], "at least 10% for training"),
         (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),

@@ -4,6 +4,10 @@ The whole split lives in two tensors; a batch is an index slice of a per-epoch p
 `DataLoader(TensorDataset)`, whose per-sample indexing and collate dominate the step time of small tabular
 models, while staying a plain sized iterable that Lightning accepts as a dataloader.
 
+With `chunk=K` (training), an item is a list of up to K such minibatches: the training step makes one
+optimizer step per minibatch, so Lightning's per-item loop overhead is paid once per K steps. The
+minibatches, and their order, are the same for every K.
+
 Under DDP each rank iterates only its shard (Lightning injects a DistributedSampler into DataLoaders only).
 """
 
@@ -12,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class TensorBatches:
@@ -22,18 +28,37 @@ class TensorBatches:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        chunk: int = 1,
     ) -> None:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.epoch = 0
         self.seed = seed
+        self.chunk = chunk  # 1: items are (x, y) minibatches; K > 1: lists of up to K of them
 
-    def __len__(self) -> int:
+    def set_epoch(self, epoch: int) -> None:
+        """The permutation of an epoch depends on (seed, epoch) only, so a resumed run shuffles epoch 7 as an
+        uninterrupted one does (the task calls this at each epoch's start, as Lightning does for samplers)."""
+        self.epoch = epoch
+
+    def num_batches(self) -> int:
+        """Minibatches per epoch on this rank (optimizer steps, for training)."""
         return (self._rows() + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, bs = len(self.x), self.batch_size
+    def __len__(self) -> int:
+        return (self.num_batches() + self.chunk - 1) // self.chunk
+
+    def __iter__(self) -> Iterator[Batch | list[Batch]]:
+        if self.chunk == 1:
+            yield from self._slices(self.batch_size)
+            return
+        # One gather per chunk, split into views: fewer kernels per step than one gather per minibatch.
+        for x, y in self._slices(self.batch_size * self.chunk):
+            yield list(zip(x.split(self.batch_size), y.split(self.batch_size), strict=True))
+
+    def _slices(self, rows: int) -> Iterator[Batch]:
+        n = len(self.x)
         rank, world = rank_and_world()
         if self.shuffle:
             # A fresh permutation per epoch, reproducible from (seed, epoch): the same on every rank.
@@ -42,15 +67,15 @@ class TensorBatches:
             self.epoch += 1
             if world > 1:
                 order = shard(order, rank, world)
-            for start in range(0, len(order), bs):
-                idx = order[start : start + bs]
+            for start in range(0, len(order), rows):
+                idx = order[start : start + rows]
                 yield self.x[idx], self.y[idx]
         else:
             # Evaluation: a contiguous block per rank, every row exactly once (exact metrics). Block sizes
             # differ by at most one row; evaluation has no per-step collective, so no rank waits on another.
             lo, hi = rank * n // world, (rank + 1) * n // world
-            for start in range(lo, hi, bs):
-                end = min(start + bs, hi)
+            for start in range(lo, hi, rows):
+                end = min(start + rows, hi)
                 yield self.x[start:end], self.y[start:end]
 
     def _rows(self) -> int:
