@@ -98,7 +98,7 @@ def mlproj_path(
 ) -> float:
     """Built as mlproj.train builds a run: the trainer config's defaults, the run logger into a sqlite store."""
     from pathlib import Path
-    from tempfile import mkdtemp
+    from tempfile import TemporaryDirectory
 
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
@@ -113,15 +113,16 @@ def mlproj_path(
     cfg.steps_per_chunk = steps_per_chunk  # None: the default (automatic)
     module = build_task(cfg, make_model(x.shape[1]), "regression", 0, optimizer=_adam)
     loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
-    work = Path(mkdtemp(prefix="mlproj-bench-"))
-    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-    run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
-    timer = EpochTimer(device)
-    logger = RunLogger(client, run_id)
-    trainer = build_trainer(cfg, "regression", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
-    trainer.fit(module, loaders["train"], loaders["val"])
-    logger.flush()
-    client.set_terminated(run_id)
+    with TemporaryDirectory(prefix="mlproj-bench-") as tmp:  # a store and checkpoints, gone afterwards
+        work = Path(tmp)
+        client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+        run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
+        timer = EpochTimer(device)
+        logger = RunLogger(client, run_id)
+        trainer = build_trainer(cfg, "regression", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
+        trainer.fit(module, loaders["train"], loaders["val"])
+        logger.flush()
+        client.set_terminated(run_id)
     return len(x) * timer.epochs / timer.seconds
 
 
@@ -130,7 +131,7 @@ def _adam(params):
 
 
 def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
-    from tempfile import mkdtemp
+    from tempfile import TemporaryDirectory
 
     import pytorch_lightning as pl
     import torchmetrics
@@ -155,19 +156,21 @@ def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: i
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
     timer = EpochTimer(device)
+    tmp = TemporaryDirectory(prefix="lightning-bench-")
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         max_epochs=epochs + 1,
         # Lightning's defaults (its default logger, CSVLogger without tensorboard; a checkpoint per epoch;
         # log_every_n_steps=50), written to a temporary folder; no progress bar or model summary, as mlproj.
-        default_root_dir=mkdtemp(prefix="lightning-bench-"),
+        default_root_dir=tmp.name,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[timer],
     )
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     trainer.fit(Conventional(), loader)
+    tmp.cleanup()
     return len(x) * timer.epochs / timer.seconds
 
 
