@@ -114,7 +114,6 @@ class Outage:
     def lost(self) -> None:
         if self.since is None:
             self.since = time.monotonic()
-            log.warning("tracking server lost; buffering and retrying for up to %.0f s", self.retry_for)
             print(f"mlproj: tracking server lost; buffering and retrying for up to {self.retry_for:.0f} s", flush=True)
 
     def back(self) -> None:

@@ -107,7 +107,9 @@ class TabularTask(pl.LightningModule):
         """One optimizer step per minibatch of the chunk; metric updates batched per chunk, on the device."""
         optimizer, forward = self.optimizers(), self._compiled or self.model
         pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for x, y in batch if isinstance(batch, list) else [batch]:
+        # A chunk is a list of (x, y) pairs; a single minibatch is (x, y), or [x, y] from a DataLoader's collate.
+        chunk = batch if isinstance(batch, list) and not isinstance(batch[0], torch.Tensor) else [batch]
+        for x, y in chunk:
             loss, out = self._loss(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss)

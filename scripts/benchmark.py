@@ -6,7 +6,9 @@ and epochs for all three; only training epochs are timed (after one warm-up epoc
   (b) mlproj    mlproj's production path, built by mlproj.training as mlproj.train does (TrainerConfig
                 defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
   (c) lightning DataLoader(TensorDataset(...), shuffle=True), automatic optimization, per-step
-                torchmetrics logging (self.log(..., on_step=True)), Lightning's default logger and checkpoint
+                torchmetrics logging (self.log(..., on_step=True)) written every step (log_every_n_steps=1,
+                the pipeline the issue measured), Lightning's default logger and checkpoint; and the same
+                with Lightning's default log_every_n_steps=50 (lightning_dataloader_log50)
 The last line is one JSON object with the ratios (with --repeat, medians of the rounds' ratios).
 
     python scripts/benchmark.py            # 200k rows, 3 timed epochs
@@ -25,6 +27,7 @@ import platform
 import statistics
 import time
 import warnings
+from functools import partial
 
 import torch
 from torch import nn
@@ -130,7 +133,11 @@ def _adam(params):
     return torch.optim.Adam(params, lr=1e-3)
 
 
-def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+def lightning_dataloader(
+    x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str, log_every_n_steps: int = 1
+) -> float:
+    """The conventional pipeline the issue measured: per-step torchmetrics logging, every step reaching the
+    logger (`log_every_n_steps=1`); with 50 (Lightning's default) only every 50th step is written."""
     from tempfile import TemporaryDirectory
 
     import pytorch_lightning as pl
@@ -161,9 +168,10 @@ def lightning_dataloader(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: i
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         max_epochs=epochs + 1,
-        # Lightning's defaults (its default logger, CSVLogger without tensorboard; a checkpoint per epoch;
-        # log_every_n_steps=50), written to a temporary folder; no progress bar or model summary, as mlproj.
+        # Lightning's defaults (its default logger, CSVLogger without tensorboard; a checkpoint per epoch),
+        # written to a temporary folder; no progress bar or model summary, as mlproj.
         default_root_dir=tmp.name,
+        log_every_n_steps=log_every_n_steps,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[timer],
@@ -197,7 +205,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     x, y = make_data(rows, 32)
-    names = [("raw", raw_loop), ("mlproj", mlproj_path), ("lightning_dataloader", lightning_dataloader)]
+    names = [
+        ("raw", raw_loop),
+        ("mlproj", mlproj_path),
+        ("lightning_dataloader", lightning_dataloader),
+        ("lightning_dataloader_log50", partial(lightning_dataloader, log_every_n_steps=50)),
+    ]
     rounds: list[dict[str, float]] = []
     for _ in range(args.repeat):  # rounds in rotation: a busy neighbour slows all three of a round alike
         rates = {name: fn(x, y, args.batch, epochs, args.device) for name, fn in names}
@@ -208,6 +221,9 @@ def main() -> None:
     ratio = {
         "mlproj_vs_raw": statistics.median(r["mlproj"] / r["raw"] for r in rounds),
         "mlproj_vs_lightning_dataloader": statistics.median(r["mlproj"] / r["lightning_dataloader"] for r in rounds),
+        "mlproj_vs_lightning_dataloader_log50": statistics.median(
+            r["mlproj"] / r["lightning_dataloader_log50"] for r in rounds
+        ),
     }
     print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s), "
           f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
@@ -223,6 +239,7 @@ def main() -> None:
             {
                 "mlproj_vs_raw": round(ratio["mlproj_vs_raw"], 3),
                 "mlproj_vs_lightning_dataloader": round(ratio["mlproj_vs_lightning_dataloader"], 3),
+                "mlproj_vs_lightning_dataloader_log50": round(ratio["mlproj_vs_lightning_dataloader_log50"], 3),
                 "samples_per_s": {k: round(v) for k, v in results.items()},
             }
         )

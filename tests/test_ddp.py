@@ -142,6 +142,7 @@ def test_ddp_cpu_run_end_to_end(tmp_path):
     cfg = DataConfig()
     table = load_table(cfg)
     test = prepare(table, resolve_task(table, cfg), cfg).splits["test"]
+    mlflow.set_tracking_uri(store)  # models:/<id> resolves through the store that logged it
     predicted = mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]).predict(test.raw)
     predicted = np.asarray(predicted["prediction"] if isinstance(predicted, pd.DataFrame) else predicted).ravel()
     rmse = float(np.sqrt(np.mean((predicted - test.raw_target.to_numpy()) ** 2)))
