@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PROBE_TIMEOUT_S = 5.0  # the whole start-up check, all attempts together (a restarting server gets a moment)
+PROBE_TIMEOUT_S = 4.0  # the whole start-up check, all attempts together (a restarting server gets a moment)
 BATCH_LIMIT = 1000  # MLflow's limit on metrics per log_batch
 KEPT_FOLDER = "unlogged"
 RUN_FILE = "run.json"

@@ -7,6 +7,7 @@ experiment, run or file is created for a bad input). Heavy imports (Lightning, M
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -64,6 +65,11 @@ def run(
     """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
     data = validate(cfg)
     mark_secrets(cfg)
+    from mlproj import outage
+
+    remote = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if outage.is_remote(remote):
+        outage.probe(remote)  # before importing Lightning and MLflow (seconds): an unreachable server fails fast
 
     import pytorch_lightning as pl
 
