@@ -339,7 +339,8 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"tracking.secret_keys names {key!r}, which is not a config key")
     resume = cfg.resume
     if resume is not None and resume != "auto" and not re.fullmatch(r"[0-9a-f]{32}", str(resume)):
-        raise ConfigError(f"resume={resume!r} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")
+        shown = str(resume).lower() if str(resume) in ("True", "False") else resume  # OmegaConf's str(bool)
+        raise ConfigError(f"resume={shown} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")
 
 
 register_configs()

@@ -62,6 +62,8 @@ def bound_client_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    # Each retried request logs a warning; during an outage mlproj says it once itself.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
@@ -71,10 +73,11 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
 
     deadline = time.monotonic() + timeout
     reason = ""
+    request = _health_request(uri)
     while time.monotonic() < deadline:
         try:
             left = max(0.5, min(3.0, deadline - time.monotonic()))
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=left).close()
+            urllib.request.urlopen(request, timeout=left).close()
             return
         except urllib.error.HTTPError:
             return
@@ -85,6 +88,22 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         f"tracking server {redact(uri)} is unreachable ({reason}); nothing was created or trained. "
         "Start it (python -m mlproj.server) or point tracking.uri at one that runs"
     )
+
+
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET <uri>/health; credentials in the URL (http://user:password@host) become a Basic auth header, as
+    MLflow's own client sends them (urllib would take them for part of the host name)."""
+    import base64
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri.rstrip("/") + "/health")
+    if parts.username is None:
+        return urllib.request.Request(urlunsplit(parts))
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    request = urllib.request.Request(urlunsplit(parts._replace(netloc=host)))
+    token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    return request
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -227,7 +246,7 @@ def keep_locally(
             out.write(json.dumps([m.key, m.value, m.timestamp, m.step]) + "\n")
     if save_model is not None:
         save_model(folder / "model")
-    for name, figure in (figures or {}).items():
-        (folder / "plots").mkdir(exist_ok=True)
-        figure.savefig(folder / "plots" / name, dpi=100)
+    for name, figure in (figures or {}).items():  # names are artifact paths: plots/<file>.png
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(folder / name, dpi=100)
     return folder

@@ -106,25 +106,30 @@ def _run_id_beside(directory: Path) -> str | None:
 
 
 @contextmanager
-def claim(directory: Path, run_id: str, tracking_uri: str) -> Iterator[None]:
-    """Write the run id beside the checkpoints and hold a lock on the folder while training: a second
-    process resuming the same run (a requeued job whose first copy still runs) is refused, not interleaved."""
+def lock(directory: Path, run_id: str | None) -> Iterator[None]:
+    """Hold a lock on the checkpoint folder while training, taken before the run is (re)opened: a second
+    process resuming the same run (a requeued job whose first copy still runs) is refused before it touches
+    the run, rather than interleaved with the first."""
     from filelock import FileLock, Timeout
 
-    from mlproj.tracking import redact
-
     directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(directory / ".lock"))
+    held = FileLock(str(directory / ".lock"))
     try:
-        lock.acquire(timeout=0)
+        held.acquire(timeout=0)
     except Timeout:
         raise ConfigError(f"run {run_id} is being trained by another process (lock {directory / '.lock'})") from None
     try:
-        record = {"run_id": run_id, "tracking_uri": redact(tracking_uri)}
-        (directory / RUN_FILE).write_text(json.dumps(record, indent=1) + "\n")
         yield
     finally:
-        lock.release()
+        held.release()
+
+
+def record(directory: Path, run_id: str, tracking_uri: str) -> None:
+    """The run id beside the checkpoints (the run holds the folder in its CHECKPOINT_TAG)."""
+    from mlproj.tracking import redact
+
+    text = json.dumps({"run_id": run_id, "tracking_uri": redact(tracking_uri)}, indent=1) + "\n"
+    (directory / RUN_FILE).write_text(text)
 
 
 def resumed_epoch(checkpoint: Path) -> int:

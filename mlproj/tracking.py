@@ -13,7 +13,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,9 @@ def tracked_run(
     try:
         yield run
     except KeptLocally:
-        _end_quietly(RunStatus.FINISHED)  # the server is gone: only forget the run here
+        # The server is gone: the run stays RUNNING until `mlproj.upload` ends it; only forget it here.
+        with suppress(Exception):
+            mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
         raise
     except KeyboardInterrupt:
         _end(client, run_id, RunStatus.KILLED, "interrupted (SIGINT/SIGTERM)")

@@ -103,14 +103,17 @@ def run(
     work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
     checkpoint_dir = point.checkpoint_dir if point and point.checkpoint_dir else work_dir / "checkpoints"
     try:
-        with tracking.tracked_run(
-            client, experiment_id, run_name, tags, cfg.tracking.system_metrics, point.run_id if point else None
-        ) as active:
+        with (
+            resume.lock(checkpoint_dir, point.run_id if point else None),
+            tracking.tracked_run(
+                client, experiment_id, run_name, tags, cfg.tracking.system_metrics, point.run_id if point else None
+            ) as active,
+        ):
             run_id = active.info.run_id
+            resume.record(checkpoint_dir, run_id, tracking.tracking_uri(cfg.tracking))
             # Seeded only now: MLflow draws its random run names from the same `random` module.
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
-            with resume.claim(checkpoint_dir, run_id, tracking.tracking_uri(cfg.tracking)):
-                result = train(cfg, data, client, run_id, overrides or [], work_dir, checkpoint_dir, point, sweep)
+            result = train(cfg, data, client, run_id, overrides or [], work_dir, checkpoint_dir, point, sweep)
     finally:
         if output_dir is None and not (work_dir / KEPT_FOLDER).exists():
             shutil.rmtree(work_dir, ignore_errors=True)  # an in-process run without a folder leaves none
@@ -155,7 +158,10 @@ def train(
     if point is not None:
         epoch = resume.resumed_epoch(checkpoint) if checkpoint else 0
         client.set_tag(run_id, resume.RESUMED_TAG, str(epoch))
-        print(f"mlproj: resuming run {run_id} at epoch {epoch} ({checkpoint or 'no completed epoch'})", flush=True)
+        print(
+            f"mlproj: resuming run {run_id} after {epoch} completed epoch(s) ({checkpoint or 'from the start'})",
+            flush=True,
+        )
     resume.tell_other_ranks(checkpoint_dir, checkpoint)
     results, module = fit_and_test(cfg, data, run_logger, checkpoint_dir, checkpoint)
     if results == PRUNED:

@@ -113,7 +113,10 @@ class PlainProgress(pl.Callback):
     """One line per `every` epochs with the epoch's metrics: for logs, CI and `mlflow run` (no TTY)."""
 
     def __init__(self, every: int = 1) -> None:
-        self.every, self.done, self.printed = max(1, every), 0, 0
+        self.every, self.done, self.printed, self.before = max(1, every), 0, 0, 0
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.before = trainer.current_epoch  # epochs a resumed run had already done: numbering continues
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.done += 1
@@ -133,7 +136,7 @@ class PlainProgress(pl.Callback):
         self.printed = self.done
         values = trainer.callback_metrics
         parts = [f"{k} {float(values[k]):.4g}" for k in sorted(values) if k.startswith(("train_", "val_"))]
-        print(f"epoch {self.done}/{trainer.max_epochs}  " + "  ".join(parts), flush=True)
+        print(f"epoch {self.before + self.done}/{trainer.max_epochs}  " + "  ".join(parts), flush=True)
 
 
 def progress_callbacks(mode: str, max_epochs: int) -> list[pl.Callback]:

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     record_path = args.folder / RUN_FILE
     if not record_path.is_file():
+        if (args.folder.with_name("uploaded") / RUN_FILE).is_file():
+            print(f"mlproj.upload: {args.folder} was already uploaded (now {args.folder.with_name('uploaded')})")
+            return 0
         print(f"mlproj.upload: error: {record_path} not found (is {args.folder} an unlogged/ folder?)", file=sys.stderr)
         return 2
     record = json.loads(record_path.read_text())

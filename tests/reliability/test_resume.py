@@ -74,7 +74,7 @@ def test_resume_by_run_id_and_its_errors(make_cfg, store, tmp_path):
         run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", f"resume={first.run_id}"), [], tmp_path / "b")
     with pytest.raises(ConfigError, match="no such run"):
         run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", f"resume={'0' * 31}1"), [], tmp_path / "c")
-    with pytest.raises(ConfigError, match="resume='latest' is not valid; choose one of: null"):
+    with pytest.raises(ConfigError, match="resume=latest is not valid; choose one of: null"):
         run(make_cfg(*QUICK, f"tracking.uri='{store}'", "resume=latest"), [], tmp_path / "d")
     assert (
         len(MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("mlproj").experiment_id])) == 1
@@ -107,3 +107,18 @@ def test_ddp_run_preempted_and_resumed(tmp_path):
     run_ = faults.only_run(client)
     assert run_.info.status == "FINISHED" and int(run_.data.tags["mlproj.resumed_from_epoch"]) >= 2
     assert faults.val_steps(client, run_.info.run_id) == list(range(EPOCHS))
+
+
+def test_a_second_resumer_is_refused_before_it_touches_the_run(make_cfg, store, tmp_path):
+    from filelock import FileLock
+
+    interrupted = [*QUICK, f"tracking.uri='{store}'", "model=linear", "model._target_=tests.models.FailsAtStep"]
+    interrupted.append("+model.interrupt=true")
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(*interrupted), [], tmp_path / "a")
+    (killed,) = MlflowClient(store).search_runs(["1"])
+    folder = Path(killed.data.tags["mlproj.checkpoint_dir"])
+    with FileLock(str(folder / ".lock")), pytest.raises(ConfigError, match="being trained by another process"):
+        run(make_cfg(*interrupted, "resume=auto"), [], tmp_path / "b")  # the first resumer still holds it
+    after = MlflowClient(store).get_run(killed.info.run_id)
+    assert after.info.status == "KILLED" and "mlproj.error" not in after.data.tags

@@ -56,7 +56,13 @@ def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
     (tmp_path / "server").mkdir()
     server = Server(tmp_path / "server").start()
     client = MlflowClient(server.url)
-    args = [*faults.PACED, "tracking=server", f"tracking.uri={server.url}", "tracking.retry_for=3"]
+    args = [
+        *faults.PACED,
+        "tracking=server",
+        f"tracking.uri={server.url}",
+        "tracking.retry_for=3",
+        "tracking.log_plots=true",
+    ]
     proc = faults.start([*args, "++registry.thresholds.test_rmse=1e9"], tmp_path)
     try:
         faults.wait_until(lambda: faults.epochs_logged(client) >= 2, proc)
@@ -68,6 +74,7 @@ def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
     assert "nothing is lost" in output and "python -m mlproj.upload" in output
     (folder,) = tmp_path.glob("outputs/*/*/unlogged")
     assert (folder / "metrics.jsonl").read_text().count("\n") > 0
+    assert (folder / "plots" / "learning_curves.png").is_file()
     model = mlflow.pyfunc.load_model(str(folder / "model"))  # usable now, without the server
     rows = pd.DataFrame({f"x{i}": [0.1, -0.2] for i in range(10)})
     assert len(model.predict(rows)) == 2
@@ -83,6 +90,13 @@ def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
         assert faults.val_steps(client, run.info.run_id) == list(range(10))
         assert "test_rmse" in run.data.metrics and run.data.tags["mlproj.model_uri"].startswith("models:/")
         assert client.search_model_versions()  # the gate the run was trained with, applied after the upload
+        assert "plots/learning_curves.png" in [a.path for a in client.list_artifacts(run.info.run_id, "plots")]
         assert (folder.parent / "uploaded").is_dir() and not folder.exists()
     finally:
         server.stop()
+
+
+def test_probe_sends_url_credentials_as_basic_auth(mlflow_server):
+    from mlproj import outage
+
+    outage.probe(mlflow_server.replace("http://", "http://alice:s3cret@"), timeout=5)  # answers: no error
