@@ -83,7 +83,8 @@ def run(
         # 0's alone (its RunLogger writes the metrics, synchronised across ranks by torchmetrics).
         return other_rank(cfg, data, output_dir)
     client, experiment_id = tracking.connect(cfg.tracking)  # a lost server fails here, in seconds
-    point = resume.locate(client, experiment_id, cfg.resume, tracking.config_digest(cfg))
+    digest = tracking.config_digest(cfg)
+    point = resume.locate(client, experiment_id, cfg.resume, digest)
     if point is not None and point.finished:
         return already_finished(client, point.run_id, data.task, tracking.tracking_uri(cfg.tracking))
     tags = tracking.provenance_tags(
@@ -94,7 +95,7 @@ def run(
             "mlproj.data.name": data.table.name,
             "mlproj.data.target": str(data.table.target.name),
             "mlproj.data.source": data.table.source,
-            "mlproj.config_digest": tracking.config_digest(cfg),
+            "mlproj.config_digest": digest,
             **({"mlproj.sweep": sweep} if sweep else {}),
             **sweeps.child_tags(overrides or []),
         },
