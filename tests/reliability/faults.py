@@ -56,6 +56,20 @@ def wait_until(check: Callable[[], bool], proc: subprocess.Popen, timeout: float
     raise AssertionError("timed out waiting on the run")
 
 
+def interrupted(
+    args: list[str], cwd: Path, client: MlflowClient, epochs: int, signum: int, timeout: float = 120
+) -> tuple[int, str]:
+    """Start a paced run, send it `signum` once it has logged `epochs` epochs; (exit code, output)."""
+    proc = start(args, cwd)
+    try:
+        wait_until(lambda: epochs_logged(client) >= epochs, proc, timeout=timeout)
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    return proc.returncode, output
+
+
 def epochs_logged(client: MlflowClient, experiment: str = "mlproj") -> int:
     exp = client.get_experiment_by_name(experiment)
     (run,) = client.search_runs([exp.experiment_id])

@@ -21,14 +21,8 @@ def test_preempted_run_resumes_into_the_same_run(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [*faults.PACED, f"tracking.uri={store}"]
     client = MlflowClient(store)
-    proc = faults.start(args, tmp_path)
-    try:
-        faults.wait_until(lambda: faults.epochs_logged(client) >= 3, proc)
-        proc.send_signal(signal.SIGTERM)  # a cluster preemption
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, output[-3000:]
+    code, output = faults.interrupted(args, tmp_path, client, 3, signal.SIGTERM)  # a cluster preemption
+    assert code == 130, output[-3000:]
     killed = faults.only_run(client)
     assert killed.info.status == "KILLED"
     folder = Path(killed.data.tags["mlproj.checkpoint_dir"])
@@ -53,13 +47,7 @@ def test_hard_killed_run_left_running_is_resumed(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [*faults.PACED, f"tracking.uri={store}"]
     client = MlflowClient(store)
-    proc = faults.start(args, tmp_path)
-    try:
-        faults.wait_until(lambda: faults.epochs_logged(client) >= 2, proc)
-        proc.kill()
-        proc.wait(30)
-    finally:
-        proc.kill()
+    faults.interrupted(args, tmp_path, client, 2, signal.SIGKILL)
     assert faults.only_run(client).info.status == "RUNNING"
     again = run_cli(*args, "resume=auto", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -93,14 +81,8 @@ def test_ddp_run_preempted_and_resumed(tmp_path):
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = [*faults.PACED, "trainer=ddp_cpu", f"tracking.uri={store}"]
     client = MlflowClient(store)
-    proc = faults.start(args, tmp_path)
-    try:
-        faults.wait_until(lambda: faults.epochs_logged(client) >= 2, proc, timeout=240)
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=180)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, output[-3000:]
+    code, output = faults.interrupted(args, tmp_path, client, 2, signal.SIGTERM, timeout=240)
+    assert code == 130, output[-3000:]
     assert faults.only_run(client).info.status == "KILLED"
     again = run_cli(*args, "resume=auto", cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
