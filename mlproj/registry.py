@@ -316,15 +316,37 @@ def _settle_aliases(client: MlflowClient, policy: Policy, decision: Decision, ba
     for attempt in range(8):
         challenger = _alias_version(client, name, CHALLENGER)
         if challenger is None or challenger < mine:
-            client.set_registered_model_alias(name, CHALLENGER, str(mine))
+            _set_alias(client, name, CHALLENGER, mine)
         target = _champion_target(client, policy, baseline)
         if target is not None:
-            client.set_registered_model_alias(name, CHAMPION, str(target))
+            _set_alias(client, name, CHAMPION, target)
         settled = (_alias_version(client, name, CHALLENGER) or 0) >= mine
         if settled and _champion_target(client, policy, baseline) is None:
             break
         time.sleep(0.05 + random.random() * 0.1 * (attempt + 1))
     decision.champion = _alias_version(client, name, CHAMPION) == mine
+
+
+# What a lost insert race looks like from sqlite, PostgreSQL and MySQL behind an MLflow server.
+_WRITE_CONFLICT = re.compile(r"UNIQUE constraint failed|duplicate key value|Duplicate entry|database is locked")
+
+
+def _set_alias(client: MlflowClient, name: str, alias: str, version: int) -> None:
+    """Set an alias, writing again when another process created the same alias at the same moment.
+
+    MLflow's SQL store sets an alias with a read-then-insert (`session.merge`); when two server requests
+    create one new alias together, the slower insert fails with an IntegrityError (BAD_REQUEST). Writing
+    again then updates the row the other process inserted; `_settle_aliases` re-reads what it should be.
+    """
+    for attempt in range(6):
+        try:
+            client.set_registered_model_alias(name, alias, str(version))
+            return
+        except MlflowException as exc:
+            if attempt == 5 or not _WRITE_CONFLICT.search(str(exc.message)):
+                raise
+            log.debug("alias %s of %s: write conflict, writing again (%s)", alias, name, exc.message)
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.05)
 
 
 def _champion_target(client: MlflowClient, policy: Policy, baseline: int) -> int | None:
