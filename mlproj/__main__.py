@@ -6,6 +6,7 @@ Imports only Hydra and the schema here, so `--help` and `--cfg job` answer fast.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -68,9 +69,11 @@ def _main(cfg: DictConfig) -> float | str | None:
         # A failing trial is recorded FAILED (with its traceback) and the sweep goes on.
         print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
         return None
-    except KeyboardInterrupt:
-        print("mlproj: interrupted (Ctrl-C or SIGTERM); the run was marked KILLED", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        # 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM (a preemption).
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        print(f"mlproj: interrupted ({signal.Signals(signum).name}); the run was marked KILLED", file=sys.stderr)
+        sys.exit(128 + signum)
     # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
     # or "pruned" for a trial Optuna stopped early.
     return result.extra.get("objective")

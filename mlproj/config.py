@@ -94,6 +94,22 @@ class DataConfig:
     noise: float = 10.0
 
 
+def unused_data_keys(data: Any) -> set[str]:
+    """The `data.*` keys this source does not read: left out of the run's params, so a CSV run's params do
+    not show the synthetic generator's defaults (the full config is still logged as config/config.yaml)."""
+    source = str(getattr(data.source, "value", data.source))
+    unused = set()
+    if source != Source.synthetic.value:
+        unused |= {"rows", "features", "classes", "synthetic_task", "noise"}
+    elif str(getattr(data.synthetic_task, "value", data.synthetic_task)) != TaskKind.classification.value:
+        unused.add("classes")
+    if source != Source.csv.value:
+        unused |= {"path", "streaming"}
+    if not data.streaming:
+        unused |= {"sample_rows", "num_workers"}
+    return unused
+
+
 @dataclass
 class TrainerConfig:
     accelerator: Accelerator = Accelerator.auto

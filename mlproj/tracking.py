@@ -34,7 +34,20 @@ TAG_VALUE_LIMIT = 5000
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during training: the run ends KILLED."""
+    """Ctrl-C or SIGTERM during training: the run ends KILLED; `signum` says which came."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = int(signum)
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def interrupt_signal(exc: BaseException) -> int:
+    """The signal behind a KeyboardInterrupt: SIGINT unless it was an `Interrupted` from another one."""
+    return int(getattr(exc, "signum", signal.SIGINT))
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -159,8 +172,8 @@ def tracked_run(
         with suppress(Exception):
             mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
         raise
-    except KeyboardInterrupt:
-        _end(client, run_id, RunStatus.KILLED, "interrupted (SIGINT/SIGTERM)")
+    except KeyboardInterrupt as exc:
+        _end(client, run_id, RunStatus.KILLED, f"interrupted ({signal_name(interrupt_signal(exc))})")
         raise
     except BaseException as exc:
         _end(client, run_id, RunStatus.FAILED, traceback.format_exc(), exc)
@@ -177,7 +190,7 @@ def tracked_run(
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted()
+    raise Interrupted(signum)
 
 
 def _main_thread() -> bool:
@@ -229,8 +242,11 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
 
 
 def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str]) -> None:
+    from mlproj.config import unused_data_keys
+
     resolved = redacted(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    params = [Param(k, v) for k, v in flatten(resolved).items()]
+    unused = {f"data.{key}" for key in unused_data_keys(cfg.data)}
+    params = [Param(k, v) for k, v in flatten(resolved).items() if k not in unused]
     for start in range(0, len(params), 100):  # MLflow's batch limit
         client.log_batch(run_id, params=params[start : start + 100])
     client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")

@@ -11,6 +11,8 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -258,7 +260,8 @@ def fit_and_test(
         return PRUNED, module
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
-    trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
+    with interrupts(trainer):
+        trainer.test(module, dataloaders=loaders["test"], ckpt_path=best or None, verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")}, module
 
 
@@ -294,23 +297,37 @@ def already_finished(client: Any, run_id: str, task: str, uri: str) -> RunResult
 
 
 def fit(trainer: Any, module: Any, loaders: dict[str, Any], checkpoint: Path | None = None) -> str:
-    """trainer.fit, with Ctrl-C turned back into KeyboardInterrupt and Optuna's pruning into "pruned"."""
-    from mlproj import pruning, tracking
+    """trainer.fit, with Optuna's pruning turned into "pruned" (and interrupts as `interrupts` says)."""
+    from mlproj import pruning
 
-    sigint = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=checkpoint)
-    except SystemExit as exc:
-        if trainer.interrupted:  # Lightning turns Ctrl-C into SystemExit(1)
-            raise tracking.Interrupted() from exc
-        raise
+        with interrupts(trainer):
+            trainer.fit(
+                module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"], ckpt_path=checkpoint
+            )
     except Exception as exc:
         if type(exc).__name__ == "TrialPruned":  # optuna is imported only in Optuna sweeps
             return pruning.PRUNED
         raise
+    return "done"
+
+
+@contextmanager
+def interrupts(trainer: Any) -> Iterator[None]:
+    """Lightning turns Ctrl-C and SIGTERM into SystemExit(1); turn them back into `Interrupted` with the
+    signal that came, so the run ends KILLED and the command exits 128 + the signal (130, 143)."""
+    from mlproj import tracking
+
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit as exc:
+        if not trainer.interrupted:
+            raise
+        came = exc.__context__
+        raise tracking.Interrupted(getattr(came, "signum", signal.SIGINT)) from exc
     finally:
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
-    return "done"
 
 
 def quiet() -> None:

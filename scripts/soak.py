@@ -41,7 +41,7 @@ SCENARIOS = {  # name -> (overrides, expected exit code, expected status of the 
     "normal": (QUICK, 0, "FINISHED"),
     "diverging": ([*QUICK, "optimizer=sgd", "optimizer.lr=1e30"], 1, "FAILED"),
     "crash": ([*QUICK, "model._target_=tests.models.FailsAtStep"], 1, "FAILED"),
-    "sigterm": (PACED, 130, "KILLED"),
+    "sigterm": (PACED, 143, "KILLED"),
     "resume": ([*PACED, "resume=auto"], 0, "FINISHED"),
 }
 ALLOWED = ("mlflow.db", "mlruns", "outputs")

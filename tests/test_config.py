@@ -176,3 +176,20 @@ def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, 
         check_devices(make_cfg(*overrides))
     check_devices(make_cfg("trainer.precision=bf16-mixed"))
     check_devices(make_cfg("trainer=ddp_cpu"))
+
+
+@pytest.mark.parametrize(
+    "overrides,logged,unused",
+    [
+        ([], set(), {"rows", "noise", "classes", "path", "streaming", "sample_rows"}),
+        (["data=synthetic"], {"rows", "noise"}, {"classes", "path", "streaming", "sample_rows"}),
+        (["data=synthetic", "data.synthetic_task=classification"], {"rows", "classes"}, {"path"}),
+        (["data=csv", "data.path=x.csv", "data.target=y"], {"path", "streaming"}, {"rows", "sample_rows"}),
+        (["data=parquet_stream", "data.path=x.parquet", "data.target=y"], {"sample_rows", "num_workers"}, {"rows"}),
+    ],
+)
+def test_params_leave_out_the_data_keys_a_source_does_not_read(make_cfg, overrides, logged, unused):
+    from mlproj.config import unused_data_keys
+
+    found = unused_data_keys(make_cfg(*overrides).data)
+    assert unused <= found and not (logged & found)

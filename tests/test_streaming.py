@@ -57,6 +57,9 @@ def test_streaming_run_never_reads_the_whole_file(make_cfg, store, tmp_path, hou
     for name in ("test_rmse", "test_r2", "val_rmse", "train_loss"):
         assert name in run_info.data.metrics, name
     assert result.metrics["test_r2"] > 0.5  # it learned from the streamed rows
+    params = run_info.data.params
+    assert params["data.sample_rows"] == "2000" and params["data.streaming"] == "True"
+    assert not {"data.rows", "data.features", "data.noise"} & set(params)  # the synthetic generator's keys
     sample, *streamed = reads
     assert sample == (None, 2000)  # the sample: record batches of sample_rows from the start, then stopped
     assert all(groups is not None and len(groups) == 1 for groups, _ in streamed)  # one row group per read

@@ -34,6 +34,8 @@ def test_regression_run_records_everything(make_cfg, store, tmp_path):
     assert data.metrics["test_rmse"] == pytest.approx(np.sqrt(data.metrics["test_mse"]), rel=1e-4)
     assert data.params["model.hidden_sizes"] == "[128, 64]"
     assert data.params["optimizer.lr"] == "0.001" and data.params["data.source"] == "diabetes"
+    # keys other sources read are not params of this run (config/config.yaml keeps them all)
+    assert not {"data.rows", "data.path", "data.sample_rows", "data.streaming"} & set(data.params)
     assert data.tags["mlproj.task"] == "regression"
     assert data.tags["mlproj.data.source"] == "sklearn.datasets.load_diabetes"
     assert data.tags["mlproj.overrides"] == '["trainer.max_epochs=4"]'

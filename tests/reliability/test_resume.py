@@ -22,9 +22,12 @@ def test_preempted_run_resumes_into_the_same_run(tmp_path):
     args = [*faults.PACED, f"tracking.uri={store}"]
     client = MlflowClient(store)
     code, output = faults.interrupted(args, tmp_path, client, 3, signal.SIGTERM)  # a cluster preemption
-    assert code == 130, output[-3000:]
+    assert code == 143, output[-3000:]  # 128 + SIGTERM, as a shell and a scheduler read it
+    assert "interrupted (SIGTERM)" in output
     killed = faults.only_run(client)
     assert killed.info.status == "KILLED"
+    note = Path(client.download_artifacts(killed.info.run_id, "error/interrupted.txt", str(tmp_path)))
+    assert note.read_text() == "interrupted (SIGTERM)"
     folder = Path(killed.data.tags["mlproj.checkpoint_dir"])
     assert (folder / "last.ckpt").is_file() and (folder / "interrupted.ckpt").is_file()
     assert json.loads((folder / "mlflow_run.json").read_text())["run_id"] == killed.info.run_id
@@ -82,7 +85,7 @@ def test_ddp_run_preempted_and_resumed(tmp_path):
     args = [*faults.PACED, "trainer=ddp_cpu", f"tracking.uri={store}"]
     client = MlflowClient(store)
     code, output = faults.interrupted(args, tmp_path, client, 2, signal.SIGTERM, timeout=240)
-    assert code == 130, output[-3000:]
+    assert code == 143, output[-3000:]
     assert faults.only_run(client).info.status == "KILLED"
     again = run_cli(*args, "resume=auto", cwd=tmp_path, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
