@@ -184,29 +184,44 @@ class MetricBuffer:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlproj-metrics")
         self._future: Future[None] | None = None
+        self._sending = False  # a _send is queued or running; set and cleared under the lock
 
     def add(self, metrics: list[Any]) -> None:
         with self._lock:
             self._queue.extend(metrics)
-            if self._future is None or self._future.done():
-                self._future = self._executor.submit(self._send)
+            self._start()
+
+    def _start(self) -> None:
+        # Under the lock: a sender that found the queue empty clears the flag in the same critical section,
+        # so a metric added after it looked is never left waiting for the next add().
+        if not self._sending:
+            self._sending = True
+            self._future = self._executor.submit(self._send)
 
     def _send(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    batch = self._queue[:BATCH_LIMIT]
+                    if not batch:
+                        self._sending = False
+                        return
+                try:
+                    self.client.log_batch(self.run_id, metrics=batch)
+                except Exception as exc:
+                    if not is_connection_error(exc):
+                        raise
+                    self.outage.lost()
+                    with self._lock:
+                        self._sending = False
+                    return  # kept; the next add() or flush() tries again
+                self.outage.back()
+                with self._lock:
+                    del self._queue[: len(batch)]
+        except BaseException:
             with self._lock:
-                batch = self._queue[:BATCH_LIMIT]
-            if not batch:
-                return
-            try:
-                self.client.log_batch(self.run_id, metrics=batch)
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
-                self.outage.lost()
-                return  # kept; the next add() or flush() tries again
-            self.outage.back()
-            with self._lock:
-                del self._queue[: len(batch)]
+                self._sending = False
+            raise
 
     def pending(self) -> list[Any]:
         with self._lock:
@@ -224,7 +239,7 @@ class MetricBuffer:
                 raise TrackingLost(f"{len(self.pending())} metrics could not be sent")
             self.outage.wait()
             with self._lock:
-                self._future = self._executor.submit(self._send)
+                self._start()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

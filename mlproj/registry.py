@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from mlproj import metrics
 from mlproj.errors import ConfigError
+from mlproj.tracking import write_again_on_conflict
 
 log = logging.getLogger(__name__)
 
@@ -301,19 +302,23 @@ def _register(
             model_id=model_id,
         )
         decision.version = str(version.version)
-        _settle_aliases(client, policy, decision, baseline)
+        _settle_aliases(client, policy, decision, baseline, locked=lock_path is not None)
 
 
-def _settle_aliases(client: MlflowClient, policy: Policy, decision: Decision, baseline: int) -> None:
+def _settle_aliases(client: MlflowClient, policy: Policy, decision: Decision, baseline: int, locked: bool) -> None:
     """challenger -> the newest passing version; champion -> the best of the champion and the versions
     registered since `baseline`, when one of them beats it.
 
     Several processes may register at once (parallel sweep jobs on one server). A compare-then-set can be
     overtaken by another process's write, so each process re-reads after writing and repeats until what it
-    reads agrees with every version registered so far; the last writer therefore always leaves it right.
+    reads agrees with every version it knows of. A write computed from an older read can still land after
+    that (a process paused between its read and its write), so without the lock a process leaves only when
+    the aliases read right twice, a pause apart: a late write in between is undone by the process that knew
+    better.
     """
     name, mine = policy.model_name, int(decision.version or 0)
-    for attempt in range(8):
+    needed, confirmed = (1 if locked else 2), 0
+    for attempt in range(16):
         challenger = _alias_version(client, name, CHALLENGER)
         if challenger is None or challenger < mine:
             _set_alias(client, name, CHALLENGER, mine)
@@ -321,32 +326,18 @@ def _settle_aliases(client: MlflowClient, policy: Policy, decision: Decision, ba
         if target is not None:
             _set_alias(client, name, CHAMPION, target)
         settled = (_alias_version(client, name, CHALLENGER) or 0) >= mine
-        if settled and _champion_target(client, policy, baseline) is None:
+        settled = settled and _champion_target(client, policy, baseline) is None
+        confirmed = confirmed + 1 if settled else 0
+        if confirmed >= needed:
             break
-        time.sleep(0.05 + random.random() * 0.1 * (attempt + 1))
+        time.sleep((0.5 if settled else 0.05) + random.random() * 0.1 * (attempt + 1))
     decision.champion = _alias_version(client, name, CHAMPION) == mine
 
 
-# What a lost insert race looks like from sqlite, PostgreSQL and MySQL behind an MLflow server.
-_WRITE_CONFLICT = re.compile(r"UNIQUE constraint failed|duplicate key value|Duplicate entry|database is locked")
-
-
 def _set_alias(client: MlflowClient, name: str, alias: str, version: int) -> None:
-    """Set an alias, writing again when another process created the same alias at the same moment.
-
-    MLflow's SQL store sets an alias with a read-then-insert (`session.merge`); when two server requests
-    create one new alias together, the slower insert fails with an IntegrityError (BAD_REQUEST). Writing
-    again then updates the row the other process inserted; `_settle_aliases` re-reads what it should be.
-    """
-    for attempt in range(6):
-        try:
-            client.set_registered_model_alias(name, alias, str(version))
-            return
-        except MlflowException as exc:
-            if attempt == 5 or not _WRITE_CONFLICT.search(str(exc.message)):
-                raise
-            log.debug("alias %s of %s: write conflict, writing again (%s)", alias, name, exc.message)
-            time.sleep(0.05 * (attempt + 1) + random.random() * 0.05)
+    # MLflow's SQL store sets an alias with a read-then-insert (`session.merge`): when two server requests
+    # create one new alias together, the slower insert fails; written again, it updates the other's row.
+    write_again_on_conflict(client.set_registered_model_alias, name, alias, str(version))
 
 
 def _champion_target(client: MlflowClient, policy: Policy, baseline: int) -> int | None:

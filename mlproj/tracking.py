@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import time
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -48,6 +50,24 @@ def signal_name(signum: int) -> str:
 def interrupt_signal(exc: BaseException) -> int:
     """The signal behind a KeyboardInterrupt: SIGINT unless it was an `Interrupted` from another one."""
     return int(getattr(exc, "signum", signal.SIGINT))
+
+
+# What a lost insert race looks like from sqlite, PostgreSQL and MySQL, locally or behind an MLflow server.
+_WRITE_CONFLICT = re.compile(r"UNIQUE constraint failed|duplicate key value|Duplicate entry|database is locked")
+
+
+def write_again_on_conflict(call: Any, *args: Any, attempts: int = 6, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)`, again after a short pause when the store says another process inserted the
+    same row at the same moment (MLflow's SQL store inserts after a read, without retrying)."""
+    for attempt in range(attempts):
+        try:
+            return call(*args, **kwargs)
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not _WRITE_CONFLICT.search(str(exc.message)):
+                raise
+            log.debug("write conflict in %s, writing again: %s", getattr(call, "__name__", call), exc.message)
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.05)
+    raise AssertionError("unreachable")
 
 
 def tracking_uri(cfg: TrackingConfig) -> str:
@@ -309,4 +329,6 @@ def log_dataset(features: Any, target: Any, name: str, source: str) -> None:
         shown = redact(source)  # a path or URL marked secret (tracking.secret_keys) stays masked here too
         local = source if shown == source and Path(source).exists() else None
         dataset = from_pandas(frame, source=local, targets=target.name, name=name)
-        mlflow.log_input(dataset, context="training", tags={"mlproj.source": shown})  # infers the schema
+        # Parallel sweep jobs log the same table into one experiment: MLflow adds a dataset with a
+        # read-then-insert, which one of two simultaneous jobs can lose; written again, it finds the row.
+        write_again_on_conflict(mlflow.log_input, dataset, context="training", tags={"mlproj.source": shown})

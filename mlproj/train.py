@@ -314,20 +314,37 @@ def fit(trainer: Any, module: Any, loaders: dict[str, Any], checkpoint: Path | N
 
 @contextmanager
 def interrupts(trainer: Any) -> Iterator[None]:
-    """Lightning turns Ctrl-C and SIGTERM into SystemExit(1); turn them back into `Interrupted` with the
-    signal that came, so the run ends KILLED and the command exits 128 + the signal (130, 143)."""
+    """Ctrl-C and SIGTERM inside Lightning, turned into `Interrupted` with the signal that came, so the run
+    ends KILLED and the command exits 128 + the signal (130, 143).
+
+    Lightning turns Ctrl-C into SystemExit(1). A SIGTERM it only notes, and stops every rank together at the
+    next batch (SIGTERMException), so here a SIGTERM is only noted too: raising at once would leave rank 0
+    mid-step while the other ranks wait in a collective. One that came while Lightning was not listening
+    (set-up, teardown) is raised when the call returns."""
+    import threading
+
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     from mlproj import tracking
 
+    came: list[int] = []
     sigint = signal.getsignal(signal.SIGINT)
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.signal(signal.SIGTERM, lambda signum, frame: came.append(signum)) if main else None
     try:
         yield
     except SystemExit as exc:
+        if isinstance(exc, SIGTERMException) or came:
+            raise tracking.Interrupted(signal.SIGTERM) from exc
         if not trainer.interrupted:
             raise
-        came = exc.__context__
-        raise tracking.Interrupted(getattr(came, "signum", signal.SIGINT)) from exc
+        raise tracking.Interrupted(getattr(exc.__context__, "signum", signal.SIGINT)) from exc
     finally:
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
+        if sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
+    if came:
+        raise tracking.Interrupted(signal.SIGTERM)
 
 
 def quiet() -> None:

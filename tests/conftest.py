@@ -127,7 +127,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> Server:
+    def start(self, timeout: float = 180) -> Server:  # a first start migrates a new store: slow when loaded
         import time
         import urllib.request
 
@@ -148,7 +148,8 @@ class Server:
                 time.sleep(0.25)
             if self.proc.poll() is not None:
                 raise RuntimeError((self.root / "server.log").read_text()[-2000:])
-        raise RuntimeError(f"mlflow server did not answer /health within {timeout} s")
+        log_tail = (self.root / "server.log").read_text()[-2000:]
+        raise RuntimeError(f"mlflow server did not answer /health within {timeout} s:\n{log_tail}")
 
     def stop(self) -> None:
         import signal
