@@ -46,6 +46,9 @@ def store(tmp_path: Path) -> str:
 def _isolated_mlflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
         monkeypatch.delenv(var, raising=False)
+    # What an in-process run tells the ranks it launches; set by one test, it must not reach the next one.
+    for var in ("MLPROJ_CHECKPOINT_DIR", "MLPROJ_RESUME_CHECKPOINT", "MLPROJ_PARENT_RUN_ID", "MLPROJ_SWEPT_KEYS"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     yield
     import mlflow

@@ -39,7 +39,19 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group: `stop` ends the DDP ranks it launched too
     )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill what is left of a started command, launched ranks included (a no-op once it has ended)."""
+    import signal
+    from contextlib import suppress
+
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(30)
 
 
 def wait_until(check: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -66,7 +78,7 @@ def interrupted(
         proc.send_signal(signum)
         output, _ = proc.communicate(timeout=180)
     finally:
-        proc.kill()
+        stop(proc)
     return proc.returncode, output
 
 
