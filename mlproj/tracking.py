@@ -47,7 +47,7 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-def interrupt_signal(exc: BaseException) -> int:
+def interrupt_signal(exc: BaseException | None) -> int:
     """The signal behind a KeyboardInterrupt: SIGINT unless it was an `Interrupted` from another one."""
     return int(getattr(exc, "signum", signal.SIGINT))
 

@@ -338,7 +338,7 @@ def interrupts(trainer: Any) -> Iterator[None]:
             raise tracking.Interrupted(signal.SIGTERM) from exc
         if not trainer.interrupted:
             raise
-        raise tracking.Interrupted(getattr(exc.__context__, "signum", signal.SIGINT)) from exc
+        raise tracking.Interrupted(tracking.interrupt_signal(exc.__context__)) from exc
     finally:
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
         if sigterm is not None:
