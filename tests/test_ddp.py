@@ -103,9 +103,8 @@ def test_eval_batches_cover_each_row_once(monkeypatch):
 
 
 @pytest.mark.slow
-def test_ddp_cpu_run_end_to_end(tmp_path):
+def test_ddp_cpu_run_end_to_end(store, tmp_path):
     """2 processes: one FINISHED run, metrics from rank 0 synchronised over both shards, one model version."""
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = run_cli(
         "trainer=ddp_cpu",
         "debug=quick",
@@ -150,13 +149,12 @@ def test_ddp_cpu_run_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_launches_every_rank_and_rank_0_alone_tracks(tmp_path):
+def test_torchrun_launches_every_rank_and_rank_0_alone_tracks(store, tmp_path):
     """torchrun starts both processes itself (RANK set): one run, one version, one output directory."""
     import os
     import subprocess
     import sys
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mlproj"]
     command += ["trainer=ddp_cpu", "debug=quick", f"hydra.run.dir={tmp_path / 'out'}", f"tracking.uri='{store}'"]
     command += ["++registry.thresholds.test_r2=-100"]

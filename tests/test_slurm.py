@@ -25,8 +25,7 @@ def test_slurm_preset_composes():
 
 
 @pytest.mark.slow
-def test_submitit_local_sweep_end_to_end(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_submitit_local_sweep_end_to_end(store, tmp_path):
     out = run_cli(
         "-m",
         "hydra/launcher=submitit_local",

@@ -122,11 +122,10 @@ def test_dataloader_workers_split_the_row_groups(stream_data, make_cfg, houses_p
 
 
 @pytest.mark.slow
-def test_streaming_under_ddp_end_to_end(tmp_path, houses_parquet):
+def test_streaming_under_ddp_end_to_end(store, tmp_path, houses_parquet):
     """2 CPU processes, each streaming its own row groups: one FINISHED run with test metrics."""
     from tests.conftest import run_cli
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     overrides = stream_overrides(houses_parquet, "data.batch_size=512", "data.sample_rows=2000")
     out = run_cli("trainer=ddp_cpu", "debug=quick", *overrides, f"tracking.uri='{store}'", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]

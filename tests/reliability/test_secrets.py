@@ -28,11 +28,10 @@ def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
     assert "hunter2" not in written
 
 
-def test_no_credential_in_anything_a_command_leaves(tmp_path):
+def test_no_credential_in_anything_a_command_leaves(store, tmp_path):
     """Environment credentials, a key marked secret and a secret-looking key: searched in the run (params,
     tags, every artifact), the printed output, and every file the command left (Hydra's copies, logs)."""
     env = {"MLFLOW_TRACKING_TOKEN": "s3cr3t-env-token", "DATABRICKS_TOKEN": "dapi-s3cr3t-42"}
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = run_cli(
         "debug=quick",
         "model=linear",

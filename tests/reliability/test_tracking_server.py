@@ -110,7 +110,7 @@ def test_probe_sends_url_credentials_as_basic_auth(mlflow_server):
     outage.probe(mlflow_server.replace("http://", "http://alice:s3cret@"), timeout=5)  # answers: no error
 
 
-def test_metric_buffer_sends_every_metric_without_a_flush(tmp_path):
+def test_metric_buffer_sends_every_metric_without_a_flush(store, tmp_path):
     """Each add() reaches the store on its own, in order, with no flush. (An add() racing the sender's last
     look at an empty queue used to wait for the next add(); that window is microseconds wide, so this test
     checks the property, not the race: the fix is that the sender clears its flag under the lock.)"""
@@ -118,7 +118,6 @@ def test_metric_buffer_sends_every_metric_without_a_flush(tmp_path):
 
     from mlproj.outage import MetricBuffer, Outage
 
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(store)
     run_id = client.create_run(client.create_experiment("buffer")).info.run_id
     buffer = MetricBuffer(client, run_id, Outage(store, retry_for=5))
