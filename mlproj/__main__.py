@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mlproj.config import config_dir
+from mlproj.config.schema import config_dir
 from mlproj.errors import ConfigError
 
 
@@ -22,10 +22,10 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mlproj.masking import mark_secrets, redact, redact_hydra_outputs
-    from mlproj.outage import EXIT_KEPT_LOCALLY, KeptLocally, TrackingUnreachable
-    from mlproj.registry import RegistryError
-    from mlproj.sweeps import note_failure
+    from mlproj.registry.gate import RegistryError
+    from mlproj.sweeps.runs import note_failure
+    from mlproj.tracking.masking import mark_secrets, redact, redact_hydra_outputs
+    from mlproj.tracking.outage import EXIT_KEPT_LOCALLY, KeptLocally, TrackingUnreachable
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
@@ -81,7 +81,7 @@ def _main(cfg: DictConfig) -> float | str | None:
 
 def assign_gpu(cfg: DictConfig, job_num: int) -> None:
     """A multirun job: one device only; with several GPUs, each job its own (job number mod GPU count)."""
-    from mlproj import sweeps
+    from mlproj.sweeps import runs as sweeps
 
     sweeps.check_devices(cfg)
     import torch

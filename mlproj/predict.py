@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlproj.config import TrackingConfig
-    from mlproj.tracking import tracking_uri
+    from mlproj.config.schema import TrackingConfig
+    from mlproj.tracking.runs import tracking_uri
 
     mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=args.tracking_uri)))
     if args.registry_uri:

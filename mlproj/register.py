@@ -87,7 +87,7 @@ def thresholds_of(run: Any, given: list[str] | None, task: str) -> list[metrics.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlproj.registry import RegistryError
+    from mlproj.registry.gate import RegistryError
 
     args = parse_args(argv)
     try:
@@ -138,10 +138,10 @@ def register_best(
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from mlproj import registry
-    from mlproj.config import TrackingConfig
-    from mlproj.tracking import sqlite_path
-    from mlproj.tracking import tracking_uri as resolve_uri
+    from mlproj.config.schema import TrackingConfig
+    from mlproj.registry import gate as registry
+    from mlproj.tracking.runs import sqlite_path
+    from mlproj.tracking.runs import tracking_uri as resolve_uri
 
     uri = resolve_uri(TrackingConfig(uri=tracking_uri))
     mlflow.set_tracking_uri(uri)

@@ -21,13 +21,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mlproj import metrics
-from mlproj.config import check_config
+from mlproj.config.checks import check_config, check_devices, check_task_metrics
+from mlproj.config.families import check_targets
 from mlproj.data.prepare import PreparedData, prepare, prepare_streaming, resolve_task
 from mlproj.data.sources import load_table
-from mlproj.masking import mark_secrets
-from mlproj.outage import KEPT_FOLDER
-from mlproj.pruning import PRUNED
-from mlproj.validation import check_devices, check_targets, check_task_metrics
+from mlproj.sweeps.pruning import PRUNED
+from mlproj.tracking.masking import mark_secrets
+from mlproj.tracking.outage import KEPT_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def run(
     """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
     data = validate(cfg)
     mark_secrets(cfg)
-    from mlproj import outage
+    from mlproj.tracking import outage
 
     remote = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
     if outage.is_remote(remote):
@@ -75,8 +75,11 @@ def run(
 
     import pytorch_lightning as pl
 
-    from mlproj import registry, resume, sweeps, tracking
     from mlproj.ranks import is_rank_zero
+    from mlproj.registry import gate as registry
+    from mlproj.sweeps import runs as sweeps
+    from mlproj.tracking import resume
+    from mlproj.tracking import runs as tracking
 
     if cfg.quiet:
         quiet()
@@ -142,8 +145,12 @@ def train(
     sweep: str | None,
 ) -> RunResult:
     """Inside the run: fit, test, then publish the results (or keep them locally if the server is lost)."""
-    from mlproj import outage, packaging, plots, resume, sweeps, tracking
-    from mlproj.training import RunLogger
+    from mlproj import plots
+    from mlproj.packaging import pyfunc as packaging
+    from mlproj.sweeps import runs as sweeps
+    from mlproj.tracking import outage, resume
+    from mlproj.tracking import runs as tracking
+    from mlproj.training.trainer import RunLogger
 
     pre, task = data.pre, data.task
     uri = tracking.tracking_uri(cfg.tracking)
@@ -229,8 +236,8 @@ def fit_and_test(
     import torch
     from hydra.utils import instantiate
 
-    from mlproj import pruning
-    from mlproj.training import build_batches, build_task, build_trainer
+    from mlproj.sweeps import pruning
+    from mlproj.training.trainer import build_batches, build_task, build_trainer
 
     pre, task = data.pre, data.task
     network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
@@ -269,8 +276,8 @@ def other_rank(cfg: DictConfig, data: PreparedData, output_dir: Path | None) -> 
     """A DDP rank > 0: the same training on its shard, from the checkpoint rank 0 resumes (if any)."""
     import pytorch_lightning as pl
 
-    from mlproj import resume
-    from mlproj.training import RunLogger
+    from mlproj.tracking import resume
+    from mlproj.training.trainer import RunLogger
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
@@ -298,7 +305,7 @@ def already_finished(client: Any, run_id: str, task: str, uri: str) -> RunResult
 
 def fit(trainer: Any, module: Any, loaders: dict[str, Any], checkpoint: Path | None = None) -> str:
     """trainer.fit, with Optuna's pruning turned into "pruned" (and interrupts as `interrupts` says)."""
-    from mlproj import pruning
+    from mlproj.sweeps import pruning
 
     try:
         with interrupts(trainer):
@@ -325,7 +332,7 @@ def interrupts(trainer: Any) -> Iterator[None]:
 
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from mlproj import tracking
+    from mlproj.tracking import runs as tracking
 
     came: list[int] = []
     sigint = signal.getsignal(signal.SIGINT)
@@ -361,7 +368,7 @@ def print_summary(result: RunResult) -> None:
         lines.append(f"  {name:<16} {result.metrics[name]:.6g}{marker}")
     if result.model_uri:
         lines.append(f"  model: {result.model_uri}  (mlflow.pyfunc.load_model(...).predict(raw_rows))")
-    from mlproj.tracking import redact
+    from mlproj.tracking.runs import redact
 
     uri = redact(result.tracking_uri)
     ui = f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite:") else f"open {uri}"

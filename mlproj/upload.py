@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from mlproj.outage import BATCH_LIMIT, METRICS_FILE, RUN_FILE
+from mlproj.tracking.outage import BATCH_LIMIT, METRICS_FILE, RUN_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    from mlproj import outage
+    from mlproj.tracking import outage
 
     if outage.is_remote(uri):
         try:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         client.log_metric(run_id, *record["objective"])
     model_uri = record.get("model_uri")
     if (args.folder / "model" / "MLmodel").is_file():
-        from mlproj import packaging
+        from mlproj.packaging import pyfunc as packaging
 
         with mlflow.start_run(run_id=run_id):
             model_uri = packaging.log_saved(args.folder / "model").model_uri

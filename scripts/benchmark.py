@@ -3,7 +3,7 @@
 Same data (synthetic regression, in memory), model (MLP 32→256→256→1), batch size, optimizer (Adam 1e-3)
 and epochs for all three; only training epochs are timed (after one warm-up epoch each):
   (a) raw       a hand-written PyTorch loop over index slices of a per-epoch permutation
-  (b) mlproj    mlproj's production path, built by mlproj.training as mlproj.train does (TrainerConfig
+  (b) mlproj    mlproj's production path, built by mlproj.training.trainer as mlproj.train does (TrainerConfig
                 defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
   (c) lightning DataLoader(TensorDataset(...), shuffle=True), automatic optimization, per-step
                 torchmetrics logging (self.log(..., on_step=True)) written every step (log_every_n_steps=1,
@@ -107,7 +107,7 @@ def mlproj_path(
     from omegaconf import OmegaConf
 
     from mlproj.config import TrainerConfig
-    from mlproj.training import RunLogger, build_batches, build_task, build_trainer
+    from mlproj.training.trainer import RunLogger, build_batches, build_task, build_trainer
 
     cfg = OmegaConf.structured(TrainerConfig)
     cfg.accelerator = "gpu" if device == "cuda" else "cpu"

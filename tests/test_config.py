@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from mlproj.config import ConfigError, check_config, config_dir
-from mlproj.validation import check_targets
+from mlproj.config.families import check_targets
 
 GROUPS = sorted(p.name for p in Path(config_dir()).iterdir() if p.is_dir())
 
@@ -170,7 +170,7 @@ def test_user_module_through_target(make_cfg):
     ],
 )
 def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, message):
-    from mlproj.validation import check_devices
+    from mlproj.config.checks import check_devices
 
     with pytest.raises(ConfigError, match=message):
         check_devices(make_cfg(*overrides))

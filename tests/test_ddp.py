@@ -26,7 +26,7 @@ def test_strategy_is_a_choice_named_with_its_options(make_cfg):
 def test_build_trainer_passes_strategy_and_nodes(make_cfg, tmp_path):
     from pytorch_lightning.strategies import DDPStrategy
 
-    from mlproj.training import RunLogger, build_trainer
+    from mlproj.training.trainer import RunLogger, build_trainer
 
     cfg = make_cfg("trainer=ddp_cpu", "trainer.num_nodes=2")
     trainer = build_trainer(cfg.trainer, "regression", RunLogger(None, ""), tmp_path / "checkpoints", quiet=True)
@@ -57,8 +57,8 @@ def test_rank_zero_from_launcher_env(monkeypatch, env, zero):
 
 
 def test_multi_process_training_is_refused_inside_a_multirun(make_cfg):
-    from mlproj import sweeps
     from mlproj.config import ConfigError
+    from mlproj.sweeps import runs as sweeps
 
     with pytest.raises(ConfigError, match=r"trainer\.devices=2 inside a multirun"):
         sweeps.check_devices(make_cfg("trainer=ddp_cpu"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlproj import packaging
 from mlproj.data.preprocess import Preprocessor
 from mlproj.models import MLP
+from mlproj.packaging import pyfunc as packaging
 from tests.conftest import houses_frame
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,16 +15,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_diabetes
 
-from mlproj import metrics, registry
+from mlproj import metrics
 from mlproj.config import ConfigError
+from mlproj.registry import gate as registry
 from tests.conftest import run_cli
 
 
 def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r") -> str:
     """A real finished mlproj-style run with a real packaged model; metric values chosen by the test."""
-    from mlproj import packaging
     from mlproj.data.preprocess import Preprocessor
     from mlproj.models import Linear
+    from mlproj.packaging import pyfunc as packaging
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(experiment)

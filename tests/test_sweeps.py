@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlproj.sweeps import device_for_job
+from mlproj.sweeps.runs import device_for_job
 from tests.conftest import run_cli
 
 

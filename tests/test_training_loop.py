@@ -1,7 +1,7 @@
 """The training step: chunks of optimizer steps, step-level metrics, compile, clipping and schedulers.
 
 Runs with a real sqlite MLflow store where a run is involved; the unit-level checks drive Lightning's
-Trainer directly (as mlproj.training builds it) without a store.
+Trainer directly (as mlproj.training.trainer builds it) without a store.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pytorch_lightning.loggers.logger import DummyLogger
 from mlproj.config import TrainerConfig
 from mlproj.data.batches import TensorBatches
 from mlproj.train import run
-from mlproj.training import build_batches, build_task, build_trainer, steps_per_chunk
+from mlproj.training.trainer import build_batches, build_task, build_trainer, steps_per_chunk
 from tests.conftest import QUICK
 
 
@@ -132,7 +132,7 @@ def test_step_level_metrics_every_n_steps(make_cfg, store, tmp_path):
     assert {"step_train_rmse", "step_train_r2"} <= set(client.get_run(result.run_id).data.metrics)
     assert [m.step for m in client.get_metric_history(result.run_id, "train_loss")] == [0, 1]  # per epoch, as ever
 
-    from mlproj.tracking import epoch_history
+    from mlproj.tracking.runs import epoch_history
 
     assert not [k for k in epoch_history(client, result.run_id) if k.startswith("step_")]
 

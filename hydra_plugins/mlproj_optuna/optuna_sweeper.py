@@ -5,7 +5,7 @@ breaks with SQLAlchemy 2. It reads the search space in Hydra's sweep grammar (`i
 `int(interval(8, 64))`, `tag(log, interval(1e-4, 1e-1))`, `choice(a, b)`, `range(1, 5)`, `a,b,c`) from
 `hydra.sweeper.params` and the command line, asks Optuna for trials, launches them through Hydra's launcher
 (so `hydra/launcher=joblib` runs them in parallel) and tells Optuna each trial's `sweep.objective` value.
-Trials report their val metric every epoch; the pruner stops weak ones (mlproj.pruning).
+Trials report their val metric every epoch; the pruner stops weak ones (mlproj.sweeps.pruning).
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan executes this module outside sys.modules,
@@ -131,7 +131,7 @@ class MlprojOptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         import optuna
 
-        from mlproj import pruning
+        from mlproj.sweeps import pruning
 
         parser = OverridesParser.create()
         lines = [f"{k}={v}" for k, v in (self.conf.params or {}).items()] + list(arguments)
@@ -189,7 +189,7 @@ class MlprojOptunaSweeper(Sweeper):
     def _tell(self, study: Any, trial: Any, ret: Any) -> None:
         import optuna
 
-        from mlproj import pruning
+        from mlproj.sweeps import pruning
 
         try:
             value = ret.return_value

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlproj.config import ConfigError, DataConfig, TaskKind
+from mlproj.config.schema import DataConfig, TaskKind
 from mlproj.data.preprocess import InputError, Preprocessor, infer_task
 from mlproj.data.sources import Table
+from mlproj.errors import ConfigError
 from mlproj.metrics import CLASSIFICATION
 
 log = logging.getLogger(__name__)

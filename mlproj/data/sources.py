@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlproj.config import ConfigError, DataConfig, Source, TaskKind
+from mlproj.config.schema import DataConfig, Source, TaskKind
+from mlproj.errors import ConfigError
 
 _BUNDLED_LOADERS = {
     Source.diabetes: "load_diabetes",

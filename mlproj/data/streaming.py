@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mlproj.config import ConfigError, DataConfig
+from mlproj.config.schema import DataConfig
 from mlproj.data.batches import rank_and_world
 from mlproj.data.preprocess import InputError, Preprocessor
 from mlproj.data.sources import Table, _select_columns
+from mlproj.errors import ConfigError
 from mlproj.metrics import CLASSIFICATION
 
 log = logging.getLogger(__name__)

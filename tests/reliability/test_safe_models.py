@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlproj import packaging
+from mlproj.packaging import pyfunc as packaging
 from mlproj.train import run
 from tests.conftest import QUICK
 from tests.test_packaging import small_model
@@ -49,9 +49,9 @@ def test_logged_model_holds_no_pickle_and_loads_without_mlproj_installed(make_cf
     local = Path(mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path / "dl")))
     files = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth", ".ckpt"))], files
-    assert "code/mlproj/packaging.py" in files
+    assert "code/mlproj/packaging/pyfunc.py" in files
     mlmodel = (local / "MLmodel").read_text()
-    assert "loader_module: mlproj.packaging" in mlmodel
+    assert "loader_module: mlproj.packaging.pyfunc" in mlmodel
     requirements = (local / "requirements.txt").read_text()
     assert "torch==" in requirements and "mlflow==" in requirements
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlproj.outage import EXIT_KEPT_LOCALLY, PROBE_TIMEOUT_S, TrackingUnreachable, probe
+from mlproj.tracking.outage import EXIT_KEPT_LOCALLY, PROBE_TIMEOUT_S, TrackingUnreachable, probe
 from tests.conftest import Server, free_port, run_cli
 from tests.reliability import faults
 
@@ -105,7 +105,7 @@ def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
 
 
 def test_probe_sends_url_credentials_as_basic_auth(mlflow_server):
-    from mlproj import outage
+    from mlproj.tracking import outage
 
     outage.probe(mlflow_server.replace("http://", "http://alice:s3cret@"), timeout=5)  # answers: no error
 
@@ -116,7 +116,7 @@ def test_metric_buffer_sends_every_metric_without_a_flush(store, tmp_path):
     checks the property, not the race: the fix is that the sender clears its flag under the lock.)"""
     from mlflow.entities import Metric
 
-    from mlproj.outage import MetricBuffer, Outage
+    from mlproj.tracking.outage import MetricBuffer, Outage
 
     client = MlflowClient(store)
     run_id = client.create_run(client.create_experiment("buffer")).info.run_id

@@ -20,10 +20,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlproj import metrics
+from mlproj.sweeps.pruning import PARENT_ENV
 
 log = logging.getLogger(__name__)
 
-PARENT_ENV = "MLPROJ_PARENT_RUN_ID"
 SWEPT_ENV = "MLPROJ_SWEPT_KEYS"
 PARENT_TAG = "mlflow.parentRunId"
 OBJECTIVE_METRIC = "sweep_objective"  # each trial logs its score under this name
@@ -37,7 +37,7 @@ def note_failure() -> None:
 
 
 def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) -> str:
-    from mlproj import tracking
+    from mlproj.tracking import runs as tracking
 
     client, experiment_id = tracking.connect(cfg.tracking)
     tags = {
@@ -47,7 +47,7 @@ def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) ->
         **tracking.provenance_tags(sweep_overrides, dict(cfg.tracking.tags)),
     }
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run`: its run is the parent, not a trial
-    from mlproj.pruning import stored_parent
+    from mlproj.sweeps.pruning import stored_parent
 
     resumed = None if launched else stored_parent(cfg)  # a resumed Optuna study keeps its parent
     if launched or resumed:
@@ -143,7 +143,7 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
     """Summarise the trials on the parent and end it. Returns the summary (also logged)."""
     from mlflow.tracking import MlflowClient
 
-    from mlproj.tracking import tracking_uri
+    from mlproj.tracking.runs import tracking_uri
 
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None:

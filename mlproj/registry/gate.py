@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from mlproj import metrics
 from mlproj.errors import ConfigError
-from mlproj.tracking import write_again_on_conflict
+from mlproj.tracking.runs import write_again_on_conflict
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def after_run(
     client: MlflowClient, cfg: Any, result: Any, data_name: str, target: str, in_sweep: bool = False
 ) -> Decision:
     """The gate as the train path runs it, once the run has ended FINISHED; prints what it decided."""
-    from mlproj.tracking import sqlite_path, tracking_uri
+    from mlproj.tracking.runs import sqlite_path, tracking_uri
 
     default_name = default_model_name(result.experiment, data_name, target)
     policy = policy_from_config(cfg.registry, result.task, default_name)

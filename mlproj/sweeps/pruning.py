@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 PRUNED = "pruned"  # what the task function returns for a pruned trial
 PARENT_ATTR = "mlflow_parent_run_id"
+PARENT_ENV = "MLPROJ_PARENT_RUN_ID"  # the parent run of a multirun, for its trials
 _studies: dict[str, Any] = {}
 
 
@@ -46,8 +47,6 @@ def share(study: Any) -> None:
 def remember_parent(study: Any) -> None:
     """Record the sweep's parent run on the study, so a resumed study continues under it."""
     import os
-
-    from mlproj.sweeps import PARENT_ENV
 
     parent = os.environ.get(PARENT_ENV)
     if parent and study.user_attrs.get(PARENT_ATTR) != parent:

@@ -1,6 +1,6 @@
 """The self-contained pyfunc model: safetensors weights + a JSON document, rebuilt by mlproj's own code.
 
-Logged as a pyfunc with `loader_module=mlproj.packaging`: MLflow stores no pickled object, only data, and
+Logged as a pyfunc with `loader_module=mlproj.packaging.pyfunc`: MLflow stores no pickled object, only data, and
 calls `_load_pyfunc(path)` on load. mlproj's source travels in the model's `code/` folder, so the model loads
 where mlproj is not installed. The predictor takes raw columns (strings, missing values) and returns
 predictions in the target's original units, or original labels. This module must stay light to import
@@ -171,7 +171,7 @@ def _pyfunc_kwargs(data: Path, example: pd.DataFrame) -> dict[str, Any]:
     return {
         "loader_module": __name__,
         "data_path": str(data),
-        "code_paths": [str(Path(__file__).resolve().parent)],
+        "code_paths": [str(Path(__file__).resolve().parents[1])],  # the mlproj package
         "signature": signature(example, load(data)),
         "input_example": example,
         "pip_requirements": pip_requirements(),

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlproj.config import ConfigError
+from mlproj.errors import ConfigError
 
 # What mlproj passes itself, per group: never expected in the config.
 INJECTED = {
@@ -21,33 +21,6 @@ INJECTED = {
     "optimizer": {"params"},
     "scheduler": {"optimizer"},
 }
-
-
-def check_devices(cfg: DictConfig) -> None:
-    """Refuse a GPU request on a machine without one now, rather than after the run was created."""
-    import torch
-
-    t = cfg.trainer
-    accelerator = str(getattr(t.accelerator, "value", t.accelerator))
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    strategy = str(getattr(t.strategy, "value", t.strategy))
-    if strategy == "ddp" and gpus == 0 and accelerator != "cpu":
-        raise ConfigError(
-            f"trainer.strategy=ddp with trainer.accelerator={accelerator} but this machine has no CUDA GPU; "
-            "set trainer.accelerator=cpu to train in CPU processes over gloo (trainer=ddp_cpu)"
-        )
-    if accelerator in ("gpu", "cuda") and gpus == 0:
-        raise ConfigError(
-            f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use trainer=auto or trainer=cpu"
-        )
-    if accelerator in ("gpu", "cuda"):
-        wanted = list(t.devices) if OmegaConf.is_list(t.devices) else []
-        if isinstance(t.devices, int) and t.devices > gpus:
-            raise ConfigError(f"trainer.devices={t.devices} but this machine has {gpus} GPU(s)")
-        if any(i >= gpus for i in wanted):
-            raise ConfigError(f"trainer.devices={wanted} names a GPU this machine lacks (ids 0..{gpus - 1})")
-    if gpus == 0 and str(t.precision).startswith("16"):
-        raise ConfigError(f"trainer.precision={t.precision} needs a GPU; on CPU use bf16-mixed or 32-true")
 
 
 def check_targets(cfg: DictConfig) -> None:
@@ -124,19 +97,3 @@ def _check_value(key: str, value: Any, hint: Any) -> None:
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]
         raise ConfigError(f"{key}={value!r}: {message}") from None
-
-
-def check_task_metrics(cfg: DictConfig, task: str) -> None:
-    """Every metric the config names must be one this task logs (known once the data fixed the task)."""
-    from mlproj import metrics
-
-    metrics.spec_of(cfg.trainer.monitor, task, stages=("val",), key="trainer.monitor")
-    for name, condition in cfg.registry.thresholds.items():
-        metrics.parse_threshold(str(name), condition, task)
-    if cfg.registry.primary_metric:
-        metrics.spec_of(cfg.registry.primary_metric, task, stages=("val", "test"), key="registry.primary_metric")
-    if cfg.sweep.objective:
-        metrics.spec_of(cfg.sweep.objective, task, stages=("val", "test"), key="sweep.objective")
-    from mlproj.registry import check_registry_uri
-
-    check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)

@@ -126,7 +126,7 @@ def lock(directory: Path, run_id: str | None) -> Iterator[None]:
 
 def record(directory: Path, run_id: str, tracking_uri: str) -> None:
     """The run id beside the checkpoints (the run holds the folder in its CHECKPOINT_TAG)."""
-    from mlproj.tracking import redact
+    from mlproj.tracking.runs import redact
 
     text = json.dumps({"run_id": run_id, "tracking_uri": redact(tracking_uri)}, indent=1) + "\n"
     (directory / RUN_FILE).write_text(text)
@@ -158,7 +158,7 @@ def as_rank_zero(cfg: Any, default_dir: Path) -> tuple[Path, Path | None]:
     # (rank 0 waits for the others to join the process group before training, so both see the same state).
     from mlflow.tracking import MlflowClient
 
-    from mlproj.tracking import config_digest, tracking_uri
+    from mlproj.tracking.runs import config_digest, tracking_uri
 
     client = MlflowClient(tracking_uri(cfg.tracking))
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)

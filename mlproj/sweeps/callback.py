@@ -18,9 +18,9 @@ class SweepCallback(Callback):
 
     # Hydra turns a callback's exception into a warning and goes on, so errors are reported here.
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlproj.config import check_config
+        from mlproj.config.checks import check_config
         from mlproj.errors import ConfigError
-        from mlproj.sweeps import check_devices, start_parent
+        from mlproj.sweeps.runs import check_devices, start_parent
 
         try:
             check_config(config)  # a bad config must not leave an empty parent run behind
@@ -38,7 +38,7 @@ class SweepCallback(Callback):
             raise
 
     def _finish(self, config: DictConfig) -> None:
-        from mlproj.sweeps import finish_parent
+        from mlproj.sweeps.runs import finish_parent
 
         summary = finish_parent(config)
         if summary.get("status") == "FAILED":

@@ -22,10 +22,10 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
-from mlproj.config import Accelerator, ProgressMode, Strategy, TrainerConfig
+from mlproj.config.schema import Accelerator, ProgressMode, Strategy, TrainerConfig
 from mlproj.data.batches import TensorBatches
-from mlproj.outage import MetricBuffer, Outage
-from mlproj.task import TabularTask
+from mlproj.tasks.supervised import TabularTask
+from mlproj.tracking.outage import MetricBuffer, Outage
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ def bound_client_retries() -> None:
 def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Raise TrackingUnreachable unless the server answers (any HTTP status counts: an auth proxy's 401 is
     an answer) within `timeout` seconds. Only connection failures and timeouts mean unreachable."""
-    from mlproj.tracking import redact
+    from mlproj.tracking.masking import redact
 
     deadline = time.monotonic() + timeout
     reason = ""

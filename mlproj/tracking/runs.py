@@ -26,8 +26,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from mlproj import __version__
-from mlproj.config import TrackingConfig
-from mlproj.masking import MASK, SECRET_KEY, redact, redacted
+from mlproj.config.schema import TrackingConfig
+from mlproj.tracking.masking import MASK, SECRET_KEY, redact, redacted
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
     (parallel sweep jobs), so the first use is serialised with a file lock beside the database.
     """
     uri = tracking_uri(cfg)
-    from mlproj import outage
+    from mlproj.tracking import outage
 
     if outage.is_remote(uri):
         outage.bound_client_retries()
@@ -172,7 +172,7 @@ def tracked_run(
     resumes `run_id` (resume=...). A run whose results were kept locally (the server was lost) is left for
     `python -m mlproj.upload` to end.
     """
-    from mlproj.outage import KeptLocally, is_connection_error
+    from mlproj.tracking.outage import KeptLocally, is_connection_error
 
     run = mlflow.start_run(
         run_id=run_id,
@@ -262,7 +262,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
 
 
 def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str]) -> None:
-    from mlproj.config import unused_data_keys
+    from mlproj.config.schema import unused_data_keys
 
     resolved = redacted(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     unused = {f"data.{key}" for key in unused_data_keys(cfg.data)}
@@ -319,7 +319,7 @@ def log_dataset(features: Any, target: Any, name: str, source: str) -> None:
     """The training table as a run input with MLflow's digest (context: training)."""
     from mlflow.data.pandas_dataset import from_pandas
 
-    from mlproj.packaging import integer_schema_hint_silenced
+    from mlproj.packaging.pyfunc import integer_schema_hint_silenced
 
     frame = features.copy()
     frame[target.name] = target.to_numpy()

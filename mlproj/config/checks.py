@@ -1,0 +1,196 @@
+"""Cross-field checks a type cannot express (ranges, choices, metric names, devices), run at startup before
+any side effect. Each raises ConfigError naming the key."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlproj.config.schema import (
+    PRECISIONS,
+    Backend,
+    Config,
+    DataConfig,
+    RegistryConfig,
+    Source,
+    Strategy,
+    SweepConfig,
+    TrackingConfig,
+    TrainerConfig,
+)
+from mlproj.errors import ConfigError
+
+_SECTIONS = {
+    "data": DataConfig,
+    "trainer": TrainerConfig,
+    "tracking": TrackingConfig,
+    "registry": RegistryConfig,
+    "sweep": SweepConfig,
+}
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Hydra's `+key=value` opens a typed node to add a key, so a typo taken from Hydra's own hint
+    (`+trainer.max_epoch=5`) would be silently carried along: refuse keys the schema does not have."""
+    nodes: dict[str, type] = {f.name: f.type for f in fields(Config)}
+    for top in cfg:
+        if top == "hydra":
+            continue
+        if top not in nodes:
+            raise ConfigError(f"{top} is not a setting; top-level keys: {', '.join(nodes)}")
+        schema = _SECTIONS.get(str(top))
+        if schema is None or not OmegaConf.is_dict(cfg[top]):
+            continue
+        known = [f.name for f in fields(schema)]
+        for key in cfg[top]:
+            if key not in known:
+                raise ConfigError(f"{top}.{key} is not a setting of {top}; keys: {', '.join(known)}")
+
+
+_ABSENT = object()
+
+
+def _missing(node: Any) -> set[str]:
+    return OmegaConf.missing_keys(node) if OmegaConf.is_config(node) else set()
+
+
+_REQUIRED_HINTS = {
+    "data.path": " (a .csv or .parquet file)",
+    "data.target": " (the label column)",
+}
+
+
+def _choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(map(str, choices))}")
+
+
+def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> None:
+    ok = value >= low if inclusive else value > low
+    if not ok:
+        raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
+
+
+def processes_per_node(devices: Any) -> int | None:
+    """How many training processes trainer.devices asks for on each node (None: "auto" or -1, all there are)."""
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        return len(devices)
+    return devices if isinstance(devices, int) and devices >= 1 else None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Cross-field checks that need no data. Raises ConfigError naming the key."""
+    # Hydra's own node (present in callbacks) has keys that are only filled per job: not ours to check.
+    missing = {f"{top}.{k}" for top in cfg if top != "hydra" for k in _missing(cfg[top])}
+    if missing:
+        key = sorted(missing)[0]
+        raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")
+    _check_known_keys(cfg)
+    d, t = cfg.data, cfg.trainer
+    if d.source == Source.csv and not (d.path and d.target):
+        raise ConfigError("data.path and data.target are required for data=csv")
+    for key in ("val_fraction", "test_fraction"):
+        v = d[key]
+        if not 0.0 < v < 1.0:
+            raise ConfigError(f"data.{key}={v} must be between 0 and 1 (exclusive)")
+    if d.val_fraction + d.test_fraction >= 0.9:
+        raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+    if d.streaming and not (d.source == Source.csv and str(d.path or "").lower().endswith((".parquet", ".pq"))):
+        raise ConfigError(
+            f"data.streaming=true reads a Parquet file: set data=csv data.path=<file>.parquet (got {d.path})"
+        )
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = t[key]
+        if d.streaming and isinstance(v, float) and v not in (0.0, 1.0):
+            raise ConfigError(
+                f"trainer.{key}={v}: a stream has no length to take a fraction of; give a number of batches"
+            )
+    _at_least("data.sample_rows", d.sample_rows, 20)
+    _at_least("data.num_workers", d.num_workers, 0)
+    _at_least("data.batch_size", d.batch_size, 1)
+    _at_least("data.max_categories", d.max_categories, 1)
+    _at_least("data.rows", d.rows, 20)
+    _at_least("data.features", d.features, 1)
+    _at_least("data.classes", d.classes, 2)
+    _at_least("trainer.max_epochs", t.max_epochs, 1)
+    _at_least("trainer.min_epochs", t.min_epochs, 0)
+    if t.min_epochs > t.max_epochs:
+        raise ConfigError(f"trainer.min_epochs={t.min_epochs} exceeds trainer.max_epochs={t.max_epochs}")
+    _at_least("trainer.patience", t.patience, 1)
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "overfit_batches"):
+        v = t[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0 or (isinstance(v, float) and v > 1):
+            raise ConfigError(f"trainer.{key}={v!r} must be a fraction in [0, 1] or a whole number of batches")
+    _choice("trainer.precision", str(t.precision), PRECISIONS)
+    for key in ("log_every_n_steps", "steps_per_chunk"):
+        if t[key] is not None:
+            _at_least(f"trainer.{key}", t[key], 1)
+    devices = t.devices
+    if OmegaConf.is_list(devices):
+        if not devices or not all(isinstance(i, int) and i >= 0 for i in devices):
+            raise ConfigError(f"trainer.devices={list(devices)} must be a non-empty list of device ids")
+    elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
+        raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
+    _at_least("trainer.num_nodes", t.num_nodes, 1)
+    if t.strategy == Strategy.single_device and ((processes_per_node(devices) or 1) > 1 or t.num_nodes > 1):
+        raise ConfigError(
+            "trainer.strategy=single_device needs trainer.devices=1 and trainer.num_nodes=1; use trainer.strategy=ddp"
+        )
+    if cfg.tracking.backend == Backend.server and not cfg.tracking.uri:
+        raise ConfigError("tracking.uri is required for tracking=server (e.g. http://127.0.0.1:5000)")
+    if not cfg.tracking.experiment.strip():
+        raise ConfigError("tracking.experiment must not be empty")
+    _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
+    for key in cfg.tracking.secret_keys:
+        if OmegaConf.select(cfg, str(key), default=_ABSENT, throw_on_missing=False) is _ABSENT:
+            raise ConfigError(f"tracking.secret_keys names {key!r}, which is not a config key")
+    resume = cfg.resume
+    if resume is not None and resume != "auto" and not re.fullmatch(r"[0-9a-f]{32}", str(resume)):
+        shown = str(resume).lower() if str(resume) in ("True", "False") else resume  # OmegaConf's str(bool)
+        raise ConfigError(f"resume={shown} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")
+
+
+def check_devices(cfg: DictConfig) -> None:
+    """Refuse a GPU request on a machine without one now, rather than after the run was created."""
+    import torch
+
+    t = cfg.trainer
+    accelerator = str(getattr(t.accelerator, "value", t.accelerator))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    strategy = str(getattr(t.strategy, "value", t.strategy))
+    if strategy == "ddp" and gpus == 0 and accelerator != "cpu":
+        raise ConfigError(
+            f"trainer.strategy=ddp with trainer.accelerator={accelerator} but this machine has no CUDA GPU; "
+            "set trainer.accelerator=cpu to train in CPU processes over gloo (trainer=ddp_cpu)"
+        )
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} but this machine has no CUDA GPU; use trainer=auto or trainer=cpu"
+        )
+    if accelerator in ("gpu", "cuda"):
+        wanted = list(t.devices) if OmegaConf.is_list(t.devices) else []
+        if isinstance(t.devices, int) and t.devices > gpus:
+            raise ConfigError(f"trainer.devices={t.devices} but this machine has {gpus} GPU(s)")
+        if any(i >= gpus for i in wanted):
+            raise ConfigError(f"trainer.devices={wanted} names a GPU this machine lacks (ids 0..{gpus - 1})")
+    if gpus == 0 and str(t.precision).startswith("16"):
+        raise ConfigError(f"trainer.precision={t.precision} needs a GPU; on CPU use bf16-mixed or 32-true")
+
+
+def check_task_metrics(cfg: DictConfig, task: str) -> None:
+    """Every metric the config names must be one this task logs (known once the data fixed the task)."""
+    from mlproj import metrics
+
+    metrics.spec_of(cfg.trainer.monitor, task, stages=("val",), key="trainer.monitor")
+    for name, condition in cfg.registry.thresholds.items():
+        metrics.parse_threshold(str(name), condition, task)
+    if cfg.registry.primary_metric:
+        metrics.spec_of(cfg.registry.primary_metric, task, stages=("val", "test"), key="registry.primary_metric")
+    if cfg.sweep.objective:
+        metrics.spec_of(cfg.sweep.objective, task, stages=("val", "test"), key="sweep.objective")
+    from mlproj.registry.gate import check_registry_uri
+
+    check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)

@@ -1,0 +1,1 @@
+"""The model registry: the post-run gate (thresholds, versions, champion/challenger aliases)."""

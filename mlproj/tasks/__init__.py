@@ -1,0 +1,1 @@
+"""The built-in LightningModule tasks (supervised learning on tensors), chunked manual optimization."""

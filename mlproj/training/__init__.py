@@ -1,0 +1,1 @@
+"""Training: the Lightning Trainer mlproj builds (callbacks, progress, flags), its MLflow run logger, signals."""
