@@ -1,8 +1,11 @@
-"""Every metric's name, direction and constructor: the single source of truth.
+"""Every metric's name and direction, and the torchmetrics objects behind them.
 
-Early stopping, checkpoint selection, registry thresholds and sweep objectives all name metrics as
-`{stage}_{metric}` (`val_rmse`, `test_accuracy`) and are checked here, so a metric name is never an
-unchecked string. torch/torchmetrics are imported lazily: config checks run without them.
+Early stopping, checkpoint selection, registry thresholds and sweep objectives name metrics as
+`{stage}_{metric}` (`val_rmse`, `test_accuracy`) and are checked here, so a metric name is never an unchecked
+string. Directions are torchmetrics' own `higher_is_better`: for the built-in metrics, for the extra ones a
+config adds (`+metrics.mape._target_=torchmetrics.MeanAbsolutePercentageError` -> `val_mape`, `test_mape`), and
+`metric_directions` says it for names only a task of your own logs (`declare`, once per run at startup).
+torch/torchmetrics are imported lazily: config checks run without them until a direction is asked for.
 """
 
 from __future__ import annotations
@@ -20,26 +23,32 @@ if TYPE_CHECKING:
 
 STAGES = ("train", "val", "test")
 REGRESSION, CLASSIFICATION = "regression", "classification"
+CUSTOM = "custom"  # a task of your own: it names and logs its metrics itself
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    higher_is_better: bool
+    torchmetric: str  # the torchmetrics class whose higher_is_better is this metric's direction ("" for the loss)
     tasks: tuple[str, ...]
+
+    @property
+    def higher_is_better(self) -> bool:
+        return direction_of(self.torchmetric) if self.torchmetric else False  # a loss is minimised
 
 
 _SPECS = (
-    MetricSpec("loss", False, (REGRESSION, CLASSIFICATION)),
-    MetricSpec("mse", False, (REGRESSION,)),
-    MetricSpec("rmse", False, (REGRESSION,)),
-    MetricSpec("mae", False, (REGRESSION,)),
-    MetricSpec("r2", True, (REGRESSION,)),
-    MetricSpec("accuracy", True, (CLASSIFICATION,)),
-    MetricSpec("f1", True, (CLASSIFICATION,)),
-    MetricSpec("precision", True, (CLASSIFICATION,)),
-    MetricSpec("recall", True, (CLASSIFICATION,)),
-    MetricSpec("auroc", True, (CLASSIFICATION,)),
+    MetricSpec("loss", "", (REGRESSION, CLASSIFICATION)),
+    MetricSpec("mse", "torchmetrics.regression.MeanSquaredError", (REGRESSION,)),
+    MetricSpec("rmse", "torchmetrics.regression.MeanSquaredError", (REGRESSION,)),
+    MetricSpec("mae", "torchmetrics.regression.MeanAbsoluteError", (REGRESSION,)),
+    MetricSpec("r2", "torchmetrics.regression.R2Score", (REGRESSION,)),
+    # The task wrappers (torchmetrics.Accuracy) leave higher_is_better unset; their binary classes say it.
+    MetricSpec("accuracy", "torchmetrics.classification.BinaryAccuracy", (CLASSIFICATION,)),
+    MetricSpec("f1", "torchmetrics.classification.BinaryF1Score", (CLASSIFICATION,)),
+    MetricSpec("precision", "torchmetrics.classification.BinaryPrecision", (CLASSIFICATION,)),
+    MetricSpec("recall", "torchmetrics.classification.BinaryRecall", (CLASSIFICATION,)),
+    MetricSpec("auroc", "torchmetrics.classification.BinaryAUROC", (CLASSIFICATION,)),
 )
 SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 
@@ -47,17 +56,76 @@ SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 MAIN_METRIC = {REGRESSION: "rmse", CLASSIFICATION: "accuracy"}
 
 
+def direction_of(torchmetric: str | type) -> bool:
+    """torchmetrics' own `higher_is_better` of a Metric class (instantiated when only instances say it)."""
+    import importlib
+
+    cls = torchmetric
+    if isinstance(cls, str):
+        module, _, name = cls.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+    value = getattr(cls, "higher_is_better", None)
+    if value is None:
+        raise ConfigError(f"{cls.__name__} does not say whether higher is better; set metric_directions")
+    return bool(value)
+
+
+# Per run, set by `declare` at startup: extra metrics' directions by base name (`mape`), and full names a task
+# of your own logs (`val_acc`), with the main metric of such a task (its trainer.monitor's base name).
+_declared: dict[str, bool] = {}
+_custom_main: list[str] = []
+
+
+def declare(extra: dict[str, bool], directions: dict[str, str], monitor: str | None = None) -> None:
+    """The run's own metric names: `extra` (base name -> higher_is_better, from the config's `metrics`) and
+    `directions` (`metric_directions`: full or base name -> "min"/"max")."""
+    _declared.clear()
+    _declared.update(extra)
+    _declared.update({k: v == "max" for k, v in directions.items()})
+    _custom_main[:] = [monitor.partition("_")[2]] if monitor else []
+
+
+def declared() -> dict[str, bool]:
+    return dict(_declared)
+
+
 def metric_names(task: str, stages: tuple[str, ...] = STAGES) -> list[str]:
-    return [f"{st}_{s.name}" for st in stages for s in _SPECS if task in s.tasks]
+    builtin = [s.name for s in _SPECS if task in s.tasks]
+    extra = [n for n in _declared if "_" not in n or n.partition("_")[0] not in STAGES]
+    full = [n for n in _declared if n not in extra and n.partition("_")[0] in stages]
+    return [f"{st}_{n}" for st in stages for n in builtin + extra] + full
 
 
 def spec_of(full_name: str, task: str, stages: tuple[str, ...] = STAGES, key: str = "metric") -> MetricSpec:
     """The spec of `{stage}_{metric}`; ConfigError listing the valid names when it is not produced."""
     stage, _, base = full_name.partition("_")
-    if stage in stages and base in SPECS and task in SPECS[base].tasks:
-        return SPECS[base]
+    if stage in stages:
+        if full_name in _declared:
+            return _declared_spec(full_name)
+        if base in SPECS and (task in SPECS[base].tasks or (task == CUSTOM and base == "loss")):
+            return SPECS[base]
+        if base in _declared:
+            return _declared_spec(base)
+    if task == CUSTOM:
+        raise ConfigError(
+            f"{key}: {full_name!r}: mlproj cannot know this metric's direction; "
+            f"set metric_directions.{full_name}=min or max (stages: {', '.join(stages)})"
+        )
     valid = ", ".join(metric_names(task, stages))
     raise ConfigError(f"{key}: {full_name!r} is not a metric of a {task} run; choose one of: {valid}")
+
+
+def _declared_spec(name: str) -> MetricSpec:
+    return _DeclaredSpec(name, "", (), _declared[name])
+
+
+@dataclass(frozen=True)
+class _DeclaredSpec(MetricSpec):
+    declared_higher: bool = False
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.declared_higher
 
 
 def mode(full_name: str, task: str) -> str:
@@ -66,6 +134,8 @@ def mode(full_name: str, task: str) -> str:
 
 
 def main_metric(task: str, stage: str = "test") -> str:
+    if task == CUSTOM:
+        return f"{stage}_{_custom_main[0] if _custom_main else 'loss'}"
     return f"{stage}_{MAIN_METRIC[task]}"
 
 
@@ -99,7 +169,6 @@ class Threshold:
 
 def parse_threshold(metric: str, condition: Any, task: str) -> Threshold:
     """`0.4` means "at least this good" in the metric's direction; `"<60"` or `">=0.4"` are explicit."""
-    spec = spec_of(metric, task, stages=("val", "test"), key=f"registry.thresholds.{metric}")
     if isinstance(condition, bool):
         condition = None  # a bool is not a number here, although Python says it is
     match = _CONDITION.match(str(condition)) if condition is not None else None
@@ -108,15 +177,22 @@ def parse_threshold(metric: str, condition: Any, task: str) -> Threshold:
             f"registry.thresholds.{metric}={condition!r} is not a condition; "
             "use a number (at least this good) or an operator and a number, e.g. '<60' or '>=0.4'"
         )
-    op = match.group(1) or (">=" if spec.higher_is_better else "<=")
+    op = match.group(1)
+    if op is None or task != CUSTOM or metric.partition("_")[0] not in ("val", "test"):
+        # An explicit operator says the direction of a metric a task of your own logs; otherwise it must be known.
+        spec = spec_of(metric, task, stages=("val", "test"), key=f"registry.thresholds.{metric}")
+        op = op or (">=" if spec.higher_is_better else "<=")
     return Threshold(metric, op, float(match.group(2)))
 
 
 # --- torchmetrics objects -----------------------------------------------------------------------------
 
 
-def build_metrics(task: str, num_classes: int, stage: str) -> MetricCollection:
-    """The torchmetrics objects of a stage; their keys are the logged names (`val_rmse`, ...)."""
+def build_metrics(
+    task: str, num_classes: int, stage: str, extra: dict[str, Callable[[], Any]] | None = None
+) -> MetricCollection:
+    """The torchmetrics objects of a stage; their keys are the logged names (`val_rmse`, ...). `extra`: name ->
+    a factory of a further torchmetrics.Metric (the config's `metrics`), one fresh object per stage."""
     import torchmetrics as tm
 
     if task == REGRESSION:
@@ -139,4 +215,5 @@ def build_metrics(task: str, num_classes: int, stage: str) -> MetricCollection:
             "recall": tm.Recall(**args),
             "auroc": tm.AUROC(**args),
         }
+    metrics.update({name: make() for name, make in (extra or {}).items()})
     return tm.MetricCollection(metrics, prefix=f"{stage}_")

@@ -17,8 +17,8 @@ from mlproj.metrics import REGRESSION
 def figures(
     task: str,
     history: dict[str, list[tuple[int, float]]],
-    y_true: pd.Series,
-    predictions: pd.DataFrame,
+    y_true: pd.Series | None,
+    predictions: pd.DataFrame | None,
     labels: list[Any],
 ) -> dict[str, Any]:
     """{artifact path: matplotlib Figure}."""
@@ -26,6 +26,8 @@ def figures(
 
     matplotlib.use("Agg", force=False)  # no display needed
     out = {"plots/learning_curves.png": _learning_curves(history)}
+    if predictions is None:  # a run without test predictions of its own (a task or data module of yours)
+        return out
     if task == REGRESSION:
         out.update(_regression(y_true.to_numpy(dtype=float), predictions["prediction"].to_numpy(dtype=float)))
     else:

@@ -106,7 +106,7 @@ def mlproj_path(
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
-    from mlproj.config import TrainerConfig
+    from mlproj.config.schema import TrainerConfig
     from mlproj.training.trainer import RunLogger, build_batches, build_task, build_trainer
 
     cfg = OmegaConf.structured(TrainerConfig)

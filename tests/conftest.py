@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mlproj.config import config_dir
+from mlproj.config.schema import config_dir
 
 # Tiny, fast training for every in-process run: the whole path, a few batches.
 QUICK = [

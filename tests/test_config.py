@@ -8,8 +8,10 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from mlproj.config import ConfigError, check_config, config_dir
+from mlproj.config.checks import check_config
 from mlproj.config.families import check_targets
+from mlproj.config.schema import config_dir
+from mlproj.errors import ConfigError
 
 GROUPS = sorted(p.name for p in Path(config_dir()).iterdir() if p.is_dir())
 
@@ -42,11 +44,22 @@ def test_groups_are_the_documented_ones():
         "optimizer",
         "registry",
         "scheduler",
+        "task",
         "tracking",
         "trainer",
     ]
     assert options("hparams_search") == ["optuna"]
-    assert options("data") == ["breast_cancer", "csv", "diabetes", "digits", "parquet_stream", "synthetic", "wine"]
+    assert options("data") == [
+        "breast_cancer",
+        "csv",
+        "diabetes",
+        "digits",
+        "digits_grid",
+        "parquet_stream",
+        "synthetic",
+        "wine",
+    ]
+    assert options("task") == ["supervised"]
     assert options("model") == ["linear", "mlp"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
@@ -56,7 +69,8 @@ def test_groups_are_the_documented_ones():
 
 def test_defaults(make_cfg):
     cfg = make_cfg()
-    assert cfg.data.source.value == "diabetes"
+    assert cfg.data._target_ == "mlproj.data.sources.SklearnDataset" and cfg.data.name == "diabetes"
+    assert cfg.task._target_ == "mlproj.tasks.supervised.SupervisedTask"
     assert cfg.model._target_ == "mlproj.models.MLP"
     assert cfg.optimizer._partial_ is True
     assert not cfg.scheduler
@@ -110,12 +124,11 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be between 0 and 1"),
         (["data.val_fraction=0.5", "data.test_fraction=0.45"], "at least 10% for training"),
         (["data.batch_size=0"], "data.batch_size=0 must be >= 1"),
-        (["data=csv"], "data.path and data.target are required for data=csv"),
-        (["data=csv", "data.path=a.csv"], "data.path and data.target are required"),
-        (
-            ["data=csv", "data.path=a.csv", "data.target=y", "data.streaming=true"],
-            "data.streaming=true reads a Parquet",
-        ),
+        (["data=csv"], "data.path is required (a .csv or .parquet file); set it with data.path=..."),
+        (["data=csv", "data.path=a.csv"], "data.target is required (the label column)"),
+        (["data=parquet_stream", "data.path=a.csv", "data.target=y"], "data=parquet_stream reads a .parquet file"),
+        (["data=synthetic", "data.rows=5"], "data.rows=5 must be >= 20"),
+        (["data.task=clasification"], "data.task='clasification': Input should be 'auto', 'regression'"),
         (["data=parquet_stream", "data.path=a.parquet", "data.target=y", "data.sample_rows=5"], "data.sample_rows=5"),
         (
             ["data=parquet_stream", "data.path=a.parquet", "data.target=y", "trainer.limit_val_batches=0.5"],
@@ -133,15 +146,21 @@ def test_schema_refuses_at_composition(make_cfg, override, error):
         (["+optimizer.betas_typo=1"], "optimizer.betas_typo is not a parameter of torch.optim.Adam"),
         (["+model.in_features=3"], "model.in_features is set by mlproj"),
         (["+trainer.max_epoch=5"], "trainer.max_epoch is not a setting of trainer; keys: accelerator"),
-        (["+data.targte=y"], "data.targte is not a setting of data"),
-        (["+epochs=3"], "epochs is not a setting; top-level keys: data, model"),
+        (["+data.targte=y"], "data.targte is not a parameter of mlproj.data.sources.SklearnDataset"),
+        (["+epochs=3"], "epochs is not a setting; top-level keys: data, task, model"),
     ],
 )
 def test_cross_field_checks_name_the_key(make_cfg, overrides, message):
+    from mlproj.config import families
+    from mlproj.config.checks import check_streaming_limits
+
     cfg = make_cfg(*overrides)
     with pytest.raises(ConfigError) as info:
         check_config(cfg)
         check_targets(cfg)
+        source = families.build(cfg.data, "data", "data")  # a source checks its values as it is built
+        if source.streaming:
+            check_streaming_limits(cfg)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -179,17 +198,21 @@ def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, 
 
 
 @pytest.mark.parametrize(
-    "overrides,logged,unused",
+    "overrides,own,other",
     [
-        ([], set(), {"rows", "noise", "classes", "path", "streaming", "sample_rows"}),
-        (["data=synthetic"], {"rows", "noise"}, {"classes", "path", "streaming", "sample_rows"}),
-        (["data=synthetic", "data.synthetic_task=classification"], {"rows", "classes"}, {"path"}),
-        (["data=csv", "data.path=x.csv", "data.target=y"], {"path", "streaming"}, {"rows", "sample_rows"}),
+        ([], {"name"}, {"rows", "noise", "path", "sample_rows"}),
+        (["data=synthetic"], {"rows", "noise", "classes"}, {"name", "path", "sample_rows"}),
+        (["data=csv", "data.path=x.csv", "data.target=y"], {"path", "target"}, {"rows", "sample_rows", "name"}),
         (["data=parquet_stream", "data.path=x.parquet", "data.target=y"], {"sample_rows", "num_workers"}, {"rows"}),
     ],
 )
-def test_params_leave_out_the_data_keys_a_source_does_not_read(make_cfg, overrides, logged, unused):
-    from mlproj.config import unused_data_keys
+def test_a_data_source_has_only_its_own_keys(make_cfg, overrides, own, other):
+    """`data` is a `_target_` node: each source's keys are its constructor's, so params hold no other source's."""
+    import inspect
 
-    found = unused_data_keys(make_cfg(*overrides).data)
-    assert unused <= found and not (logged & found)
+    from mlproj.config import families
+
+    cfg = make_cfg(*overrides)
+    params = set(inspect.signature(families.resolve(cfg.data, "data", "data")).parameters)
+    assert own <= params and not (other & params)
+    assert set(cfg.data) - {"_target_"} <= params

@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlproj.config import ConfigError, DataConfig, Source, TaskKind
 from mlproj.data.prepare import prepare, resolve_task
 from mlproj.data.preprocess import Preprocessor, infer_task
-from mlproj.data.sources import load_table
+from mlproj.data.sources import SklearnDataset, SyntheticTable, TableFile, load_table
+from mlproj.errors import ConfigError
 
 
-def csv_config(path, target, **kw) -> DataConfig:
-    return DataConfig(source=Source.csv, path=str(path), target=target, **kw)
+def csv_config(path, target, **kw) -> TableFile:
+    return TableFile(path=str(path), target=target, **kw)
 
 
 @pytest.mark.parametrize(
     "source,task,rows,classes",
     [
-        (Source.diabetes, "regression", 442, 0),
-        (Source.breast_cancer, "classification", 569, 2),
-        (Source.wine, "classification", 178, 3),
-        (Source.digits, "classification", 1797, 10),
+        ("diabetes", "regression", 442, 0),
+        ("breast_cancer", "classification", 569, 2),
+        ("wine", "classification", 178, 3),
+        ("digits", "classification", 1797, 10),
     ],
 )
 def test_bundled_sets(source, task, rows, classes):
-    cfg = DataConfig(source=source)
+    cfg = SklearnDataset(name=source)
     table = load_table(cfg)
     assert len(table.features) == rows
     data = prepare(table, resolve_task(table, cfg), cfg)
@@ -39,7 +40,7 @@ def test_bundled_sets(source, task, rows, classes):
 
 
 def test_synthetic_is_configurable():
-    cfg = DataConfig(source=Source.synthetic, rows=300, features=7, synthetic_task=TaskKind.classification, classes=3)
+    cfg = SyntheticTable(rows=300, features=7, task="classification", classes=3)
     table = load_table(cfg)
     assert table.features.shape == (300, 7)
     data = prepare(table, resolve_task(table, cfg), cfg)
@@ -54,7 +55,7 @@ def test_split_is_reproducible_and_stratified(houses_csv):
     assert a.splits["test"].raw.equals(b.splits["test"].raw)
     for split in a.splits.values():  # both classes in each split, near the overall 50/50
         assert split.raw_target.value_counts(normalize=True).min() > 0.4
-    c = prepare(load_table(cfg), "classification", DataConfig(**{**cfg.__dict__, "split_seed": 7}))
+    c = prepare(load_table(cfg), "classification", dataclasses.replace(cfg, split_seed=7))
     assert not a.splits["test"].raw.equals(c.splits["test"].raw)
 
 
@@ -116,7 +117,7 @@ def test_task_inference(values, task):
 
 
 def test_explicit_task_wins(houses_csv):
-    cfg = csv_config(houses_csv, "rooms", task=TaskKind.regression)
+    cfg = csv_config(houses_csv, "rooms", task="regression")
     assert resolve_task(load_table(cfg), cfg) == "regression"
     cfg = csv_config(houses_csv, "rooms")
     assert resolve_task(load_table(cfg), cfg) == "classification"  # 6 integer values
@@ -134,3 +135,19 @@ def test_an_id_column_is_not_a_class_label(houses_csv):
     table = load_table(cfg)
     with pytest.raises(ConfigError, match="has 400 distinct values in 400 rows: an identifier"):
         prepare(table, resolve_task(table, cfg), cfg)
+
+
+def test_the_shared_table_keys_in_conf_are_the_sources_defaults():
+    """conf/data/common/table.yaml spells out TableSource's keys (so `data.val_fraction=0.2` works on every table):
+    the same keys, the same defaults."""
+    from omegaconf import OmegaConf
+
+    from mlproj.config.schema import config_dir
+    from mlproj.data.sources import TableSource
+
+    yaml = OmegaConf.to_container(OmegaConf.load(f"{config_dir()}/data/common/table.yaml"))
+    defaults = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TableSource)
+    }
+    assert yaml == defaults

@@ -57,7 +57,7 @@ def test_rank_zero_from_launcher_env(monkeypatch, env, zero):
 
 
 def test_multi_process_training_is_refused_inside_a_multirun(make_cfg):
-    from mlproj.config import ConfigError
+    from mlproj.errors import ConfigError
     from mlproj.sweeps import runs as sweeps
 
     with pytest.raises(ConfigError, match=r"trainer\.devices=2 inside a multirun"):

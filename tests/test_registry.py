@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_diabetes
 
 from mlproj import metrics
-from mlproj.config import ConfigError
+from mlproj.errors import ConfigError
 from mlproj.registry import gate as registry
 from tests.conftest import run_cli
 

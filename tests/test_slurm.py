@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 
-from mlproj.config import config_dir
+from mlproj.config.schema import config_dir
 from tests.conftest import run_cli
 
 

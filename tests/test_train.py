@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import accuracy_score, r2_score
 
-from mlproj.config import ConfigError
+from mlproj.errors import ConfigError
 from mlproj.train import run
 from tests.conftest import QUICK, segment_overrides
 

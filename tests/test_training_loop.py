@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from pytorch_lightning.loggers.logger import DummyLogger
 
-from mlproj.config import TrainerConfig
+from mlproj.config.schema import TrainerConfig
 from mlproj.data.batches import TensorBatches
 from mlproj.train import run
 from mlproj.training.trainer import build_batches, build_task, build_trainer, steps_per_chunk

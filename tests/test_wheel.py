@@ -51,7 +51,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("MLFLOW_TRACKING_URI", None)
     where = subprocess.run(
-        [sys.executable, "-c", "import mlproj.config as c; print(c.__file__); print(c.config_dir())"],
+        [sys.executable, "-c", "import mlproj.config.schema as c; print(c.__file__); print(c.config_dir())"],
         cwd=elsewhere,
         env=env,
         capture_output=True,

@@ -13,9 +13,7 @@ from mlproj.config.schema import (
     PRECISIONS,
     Backend,
     Config,
-    DataConfig,
     RegistryConfig,
-    Source,
     Strategy,
     SweepConfig,
     TrackingConfig,
@@ -24,7 +22,6 @@ from mlproj.config.schema import (
 from mlproj.errors import ConfigError
 
 _SECTIONS = {
-    "data": DataConfig,
     "trainer": TrainerConfig,
     "tracking": TrackingConfig,
     "registry": RegistryConfig,
@@ -89,32 +86,7 @@ def check_config(cfg: DictConfig) -> None:
         key = sorted(missing)[0]
         raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")
     _check_known_keys(cfg)
-    d, t = cfg.data, cfg.trainer
-    if d.source == Source.csv and not (d.path and d.target):
-        raise ConfigError("data.path and data.target are required for data=csv")
-    for key in ("val_fraction", "test_fraction"):
-        v = d[key]
-        if not 0.0 < v < 1.0:
-            raise ConfigError(f"data.{key}={v} must be between 0 and 1 (exclusive)")
-    if d.val_fraction + d.test_fraction >= 0.9:
-        raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
-    if d.streaming and not (d.source == Source.csv and str(d.path or "").lower().endswith((".parquet", ".pq"))):
-        raise ConfigError(
-            f"data.streaming=true reads a Parquet file: set data=csv data.path=<file>.parquet (got {d.path})"
-        )
-    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
-        v = t[key]
-        if d.streaming and isinstance(v, float) and v not in (0.0, 1.0):
-            raise ConfigError(
-                f"trainer.{key}={v}: a stream has no length to take a fraction of; give a number of batches"
-            )
-    _at_least("data.sample_rows", d.sample_rows, 20)
-    _at_least("data.num_workers", d.num_workers, 0)
-    _at_least("data.batch_size", d.batch_size, 1)
-    _at_least("data.max_categories", d.max_categories, 1)
-    _at_least("data.rows", d.rows, 20)
-    _at_least("data.features", d.features, 1)
-    _at_least("data.classes", d.classes, 2)
+    t = cfg.trainer
     _at_least("trainer.max_epochs", t.max_epochs, 1)
     _at_least("trainer.min_epochs", t.min_epochs, 0)
     if t.min_epochs > t.max_epochs:
@@ -147,10 +119,22 @@ def check_config(cfg: DictConfig) -> None:
     for key in cfg.tracking.secret_keys:
         if OmegaConf.select(cfg, str(key), default=_ABSENT, throw_on_missing=False) is _ABSENT:
             raise ConfigError(f"tracking.secret_keys names {key!r}, which is not a config key")
+    for name, direction in cfg.metric_directions.items():
+        _choice(f"metric_directions.{name}", direction, ("min", "max"))
     resume = cfg.resume
     if resume is not None and resume != "auto" and not re.fullmatch(r"[0-9a-f]{32}", str(resume)):
         shown = str(resume).lower() if str(resume) in ("True", "False") else resume  # OmegaConf's str(bool)
         raise ConfigError(f"resume={shown} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")
+
+
+def check_streaming_limits(cfg: DictConfig) -> None:
+    """A stream has no length: limits must count batches (called once the data source is known to stream)."""
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        v = cfg.trainer[key]
+        if isinstance(v, float) and v not in (0.0, 1.0):
+            raise ConfigError(
+                f"trainer.{key}={v}: a stream has no length to take a fraction of; give a number of batches"
+            )
 
 
 def check_devices(cfg: DictConfig) -> None:

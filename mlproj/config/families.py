@@ -97,3 +97,39 @@ def _check_value(key: str, value: Any, hint: Any) -> None:
     except ValidationError as exc:
         message = exc.errors()[0]["msg"]
         raise ConfigError(f"{key}={value!r}: {message}") from None
+
+
+# --- TEMPORARY shim until the families branch lands (resolve/build with the same API) ----------------------
+def resolve(node: Any, family: str, key: str, origin: Any = None) -> type:
+    from hydra.utils import get_class
+
+    return get_class(node["_target_"])
+
+
+def build(
+    node: Any, family: str, key: str, required: dict | None = None, offered: dict | None = None, origin: Any = None
+) -> Any:
+    from hydra.utils import instantiate
+
+    cls = resolve(node, family, key)
+    params = inspect.signature(cls).parameters
+    given = set(node.keys()) if hasattr(node, "keys") else set()
+    extra = {k: v for k, v in (offered or {}).items() if k in params and k not in given}
+    return instantiate(node, **(required or {}), **extra, _convert_="all")
+
+
+def container(node: Any) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
+def installed(path: Any) -> bool:
+    import site
+    import sysconfig
+    from pathlib import Path
+
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")} | set(
+        site.getsitepackages()
+    )
+    return any(Path(path).resolve().is_relative_to(Path(r).resolve()) for r in roots)

@@ -16,15 +16,6 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 
-class Source(str, enum.Enum):
-    diabetes = "diabetes"
-    breast_cancer = "breast_cancer"
-    wine = "wine"
-    digits = "digits"
-    synthetic = "synthetic"
-    csv = "csv"  # CSV or Parquet, chosen by the file's extension
-
-
 class TaskKind(str, enum.Enum):
     auto = "auto"
     regression = "regression"
@@ -59,52 +50,6 @@ class ProgressMode(str, enum.Enum):
 
 
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64", "bf16-true", "16-true")
-
-
-@dataclass
-class DataConfig:
-    source: Source = Source.diabetes
-    path: str | None = None  # csv: a .csv / .csv.gz / .parquet file
-    target: str | None = None  # the label column; bundled and synthetic sets name their own
-    task: TaskKind = TaskKind.auto  # auto: inferred from the target column
-    include: list[str] | None = None  # feature columns to keep (default: all but the target)
-    exclude: list[str] = field(default_factory=list)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    split_seed: int = 42
-    batch_size: int = 64
-    shuffle: bool = True
-    # Categorical columns keep their `max_categories` most frequent values; string columns that are
-    # almost unique per row (IDs, free text) are dropped with a warning.
-    max_categories: int = 50
-    id_unique_ratio: float = 0.9
-    # Parquet larger than memory: stream row groups through a DataLoader instead of loading the table;
-    # the first `sample_rows` rows fit the preprocessing (mlproj/data/streaming.py).
-    streaming: bool = False
-    sample_rows: int = 10000
-    num_workers: int = 0  # DataLoader worker processes reading the stream (row groups are split between them)
-    # synthetic only
-    rows: int = 1000
-    features: int = 10
-    classes: int = 2  # synthetic classification: number of classes
-    synthetic_task: TaskKind = TaskKind.regression
-    noise: float = 10.0
-
-
-def unused_data_keys(data: Any) -> set[str]:
-    """The `data.*` keys this source does not read: left out of the run's params, so a CSV run's params do
-    not show the synthetic generator's defaults (the full config is still logged as config/config.yaml)."""
-    source = str(getattr(data.source, "value", data.source))
-    unused = set()
-    if source != Source.synthetic.value:
-        unused |= {"rows", "features", "classes", "synthetic_task", "noise"}
-    elif str(getattr(data.synthetic_task, "value", data.synthetic_task)) != TaskKind.classification.value:
-        unused.add("classes")
-    if source != Source.csv.value:
-        unused |= {"path", "streaming"}
-    if not data.streaming:
-        unused |= {"sample_rows", "num_workers"}
-    return unused
 
 
 @dataclass
@@ -198,12 +143,19 @@ class SweepConfig:
 
 @dataclass
 class Config:
-    data: DataConfig = field(default_factory=DataConfig)
-    # model / optimizer / scheduler are `_target_` nodes: any importable class works, so their schema is
-    # the target's signature (checked by mlproj.validation against its type hints).
-    model: Any = MISSING
-    optimizer: Any = MISSING
-    scheduler: Any = None
+    # `_target_` nodes: any class of the node's family works (mlproj.config.families), so their schema is
+    # the target's own signature and type hints.
+    data: Any = MISSING  # a DataSource (mlproj's tables) or any LightningDataModule
+    task: Any = MISSING  # a LightningModule; the built-in mlproj.tasks.supervised.SupervisedTask by default
+    # The built-in task's parts (a task of your own takes what its own config names):
+    model: Any = MISSING  # an nn.Module taking in_features / out_features
+    optimizer: Any = MISSING  # a torch.optim.Optimizer, `_partial_: true`
+    scheduler: Any = None  # an LR scheduler, `_partial_: true`
+    loss: Any = None  # an nn.Module loss (None: MSE, binary cross-entropy or cross-entropy, by task)
+    # Extra torchmetrics, logged as {stage}_{name}: +metrics.mape._target_=torchmetrics.MeanAbsolutePercentageError
+    metrics: dict[str, Any] = field(default_factory=dict)
+    # "min" or "max" for metric names whose direction mlproj cannot know (what a task of your own logs)
+    metric_directions: dict[str, str] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from mlproj.config.schema import DataConfig, TaskKind
+from mlproj.config.schema import TaskKind
 from mlproj.data.preprocess import InputError, Preprocessor, infer_task
-from mlproj.data.sources import Table
+from mlproj.data.table import Table
 from mlproj.errors import ConfigError
 from mlproj.metrics import CLASSIFICATION
 
@@ -42,7 +42,7 @@ class PreparedData:
         return len(self.pre.labels)
 
 
-def resolve_task(table: Table, cfg: DataConfig) -> str:
+def resolve_task(table: Table, cfg: Any) -> str:
     requested = TaskKind(cfg.task)
     if requested is not TaskKind.auto:
         return requested.value
@@ -53,7 +53,7 @@ def resolve_task(table: Table, cfg: DataConfig) -> str:
     return task
 
 
-def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
+def prepare(table: Table, task: str, cfg: Any) -> PreparedData:
     if task == CLASSIFICATION:
         counts = table.target.value_counts()
         if len(counts) > max(50, len(table.target) // 2):
@@ -75,7 +75,15 @@ def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
     parts = dict(zip(SPLITS, (train_idx, val_idx, test_idx), strict=True))
     train_x = table.features.iloc[train_idx]
     try:
-        pre = Preprocessor.fit(train_x, table.target.iloc[train_idx], task, cfg.max_categories, cfg.id_unique_ratio)
+        pre = Preprocessor.fit(
+            train_x,
+            table.target.iloc[train_idx],
+            task,
+            cfg.max_categories,
+            cfg.id_unique_ratio,
+            cfg.drop_constant,
+            cfg.scale,
+        )
     except InputError as exc:
         raise ConfigError(f"data: {exc}") from exc
     unseen = set(map(_key, table.target.iloc[np.concatenate([val_idx, test_idx])])) - set(map(_key, pre.labels))
@@ -88,25 +96,6 @@ def prepare(table: Table, task: str, cfg: DataConfig) -> PreparedData:
         target = table.target.iloc[idx].reset_index(drop=True)
         splits[name] = Split(raw, target, pre.transform(raw), pre.encode_target(target))
     return PreparedData(table, task, pre, splits)
-
-
-def prepare_streaming(cfg: DataConfig) -> PreparedData:
-    """Streaming Parquet: the task and preprocessing from a bounded sample; the rest streams at training."""
-    from mlproj.data import streaming
-
-    table, codes = streaming.read_sample(cfg)
-    task = resolve_task(table, cfg)
-    pre, plan = streaming.prepare_stream(table, codes, task, cfg)
-    splits = {}
-    for name in SPLITS:
-        rows = codes == streaming.SPLIT_CODES[name]
-        raw = table.features[rows].reset_index(drop=True)
-        target = table.target[rows].reset_index(drop=True)
-        if task == CLASSIFICATION:  # sample rows of a class the training rows lack: not for the plots
-            seen = target.map(set(pre.labels).__contains__).astype(bool).to_numpy()
-            raw, target = raw[seen].reset_index(drop=True), target[seen].reset_index(drop=True)
-        splits[name] = Split(raw, target, pre.transform(raw), pre.encode_target(target))
-    return PreparedData(table, task, pre, splits, plan)
 
 
 def _split(index: np.ndarray, fraction: float, target: pd.Series, task: str, seed: int):

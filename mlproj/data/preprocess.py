@@ -61,6 +61,8 @@ class Preprocessor:
         task: str,
         max_categories: int = 50,
         id_unique_ratio: float = 0.9,
+        drop_constant: bool = True,
+        scale: bool = True,
     ) -> Preprocessor:
         pre = cls(task=task)
         rows = len(features)
@@ -71,11 +73,14 @@ class Preprocessor:
                 pre.dropped[key] = "all values missing"
             elif _is_numeric(col):
                 values = col.astype("float64")
-                if values.nunique(dropna=True) <= 1:
+                constant = values.nunique(dropna=True) <= 1
+                if constant and drop_constant:
                     pre.dropped[key] = "constant"
                     continue
-                std = float(values.std(ddof=0))
-                pre.numeric.append(NumericColumn(key, float(values.median()), float(values.mean()), std))
+                mean, std = float(values.mean()), float(values.std(ddof=0))
+                if not scale or constant:  # kept as they are (a constant would divide by zero)
+                    mean, std = 0.0, 1.0
+                pre.numeric.append(NumericColumn(key, float(values.median()), mean, std))
             else:
                 strings = col.dropna().astype(str)
                 counts = strings.value_counts()

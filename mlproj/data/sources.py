@@ -1,136 +1,182 @@
-"""Where raw tables come from: scikit-learn's bundled sets, a generated set, or a CSV/Parquet file.
+"""The built-in table sources, one class each (their fields are their config keys): scikit-learn's bundled
+sets, a generated set, a CSV/Parquet file, and a Parquet file streamed in row groups.
 
-Every source returns the same thing, a raw `Table` (features as a DataFrame, the target as a Series),
-so preprocessing and the packaged model see exactly the columns a user would send at predict time.
+Every source gives the same thing, a raw `Table` (features as a DataFrame, the target as a Series), so the
+preprocessing and the packaged model see exactly the columns a user would send at predict time. The shared
+keys (split, batching, preprocessing choices) live in `TableSource`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from mlproj.config.schema import DataConfig, Source, TaskKind
+from mlproj.config.schema import TaskKind
+from mlproj.data.base import DataSource
+from mlproj.data.table import Table, read_table, select_columns
 from mlproj.errors import ConfigError
 
-_BUNDLED_LOADERS = {
-    Source.diabetes: "load_diabetes",
-    Source.breast_cancer: "load_breast_cancer",
-    Source.wine: "load_wine",
-    Source.digits: "load_digits",
-}
-_BUNDLED_TASKS = {
-    Source.diabetes: TaskKind.regression,
-    Source.breast_cancer: TaskKind.classification,
-    Source.wine: TaskKind.classification,
-    Source.digits: TaskKind.classification,
+if TYPE_CHECKING:
+    from mlproj.data.prepare import PreparedData
+
+BUNDLED = {  # data=<name>: scikit-learn loader, task
+    "diabetes": ("load_diabetes", TaskKind.regression),
+    "breast_cancer": ("load_breast_cancer", TaskKind.classification),
+    "wine": ("load_wine", TaskKind.classification),
+    "digits": ("load_digits", TaskKind.classification),
 }
 
 
-@dataclass
-class Table:
-    features: pd.DataFrame
-    target: pd.Series
-    name: str  # short dataset name, e.g. "diabetes" or the file's stem
-    source: str  # where it came from: a file path or a loader, recorded in MLflow
-    task_hint: TaskKind = TaskKind.auto  # the task the source itself implies, if any
-    dropped_target_rows: int = 0
+@dataclass(kw_only=True, eq=False)
+class TableSource(DataSource):
+    """Keys every table shares: which columns, the split, batching and the preprocessing choices."""
+
+    target: str | None = None  # the label column; bundled and synthetic sets name their own
+    task: Literal["auto", "regression", "classification"] = "auto"  # auto: inferred from the target
+    include: list[str] | None = None  # feature columns to keep (default: all but the target)
+    exclude: list[str] = field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 42
+    batch_size: int = 64
+    shuffle: bool = True
+    # Categorical columns keep their `max_categories` most frequent values; string columns that are almost
+    # unique per row (IDs, free text) are dropped with a warning.
+    max_categories: int = 50
+    id_unique_ratio: float = 0.9
+    # A numeric table with a layout (pixels of an image) keeps it with drop_constant=false scale=false.
+    drop_constant: bool = True  # constant columns carry nothing for a table; a pixel grid needs every cell
+    scale: bool = True  # standardise each numeric column (false: imputed, values as they are)
+
+    def __post_init__(self) -> None:
+        for key in ("val_fraction", "test_fraction"):
+            value = getattr(self, key)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"data.{key}={value} must be between 0 and 1 (exclusive)")
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+        for key, low in (("batch_size", 1), ("max_categories", 1)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"data.{key}={getattr(self, key)} must be >= {low}")
+
+    def load(self) -> Table:
+        raise NotImplementedError
+
+    def table(self) -> Table:
+        return select_columns(self.load(), self)
+
+    def prepare(self) -> PreparedData:
+        from mlproj.data.prepare import prepare, resolve_task
+
+        table = self.table()
+        return prepare(table, resolve_task(table, self), self)
+
+    def loaders(self, prepared: PreparedData, seed: int, steps_per_chunk: int) -> dict[str, Any]:
+        import torch
+
+        from mlproj.data.batches import TensorBatches
+
+        return {
+            name: TensorBatches(
+                torch.from_numpy(split.x),
+                torch.from_numpy(split.y),
+                self.batch_size,
+                shuffle=self.shuffle and name == "train",
+                seed=seed,
+                chunk=steps_per_chunk if name == "train" else 1,
+            )
+            for name, split in prepared.splits.items()
+        }
 
 
-def load_table(cfg: DataConfig) -> Table:
-    source = Source(cfg.source)
-    if source in _BUNDLED_LOADERS:
-        table = _bundled(source)
-    elif source is Source.synthetic:
-        table = _synthetic(cfg)
-    else:
-        table = _file(cfg)
-    return _select_columns(table, cfg)
+@dataclass(kw_only=True, eq=False)
+class SklearnDataset(TableSource):
+    """One of scikit-learn's bundled sets (shipped with the package: nothing is downloaded)."""
+
+    name: Literal["diabetes", "breast_cancer", "wine", "digits"] = "diabetes"
+
+    def load(self) -> Table:
+        import sklearn.datasets
+
+        loader, task = BUNDLED[self.name]
+        bunch = getattr(sklearn.datasets, loader)(as_frame=True)
+        return Table(bunch.data, bunch.target.rename("target"), self.name, f"sklearn.datasets.{loader}", task)
 
 
-def _bundled(source: Source) -> Table:
-    import sklearn.datasets
+@dataclass(kw_only=True, eq=False)
+class SyntheticTable(TableSource):
+    """A generated table (scikit-learn make_regression / make_classification)."""
 
-    loader = _BUNDLED_LOADERS[source]
-    bunch = getattr(sklearn.datasets, loader)(as_frame=True)
-    return Table(
-        bunch.data,
-        bunch.target.rename("target"),
-        source.value,
-        f"sklearn.datasets.{loader}",
-        _BUNDLED_TASKS[source],
-    )
+    rows: int = 1000
+    features: int = 10
+    classes: int = 2  # data.task=classification: number of classes (auto or regression: a regression set)
+    noise: float = 10.0  # regression: standard deviation of the noise
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key, low in (("rows", 20), ("features", 1), ("classes", 2), ("noise", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"data.{key}={getattr(self, key)} must be >= {low}")
 
-def _synthetic(cfg: DataConfig) -> Table:
-    from sklearn.datasets import make_classification, make_regression
+    def load(self) -> Table:
+        from sklearn.datasets import make_classification, make_regression
 
-    task = TaskKind(cfg.synthetic_task)
-    n_inf = max(1, min(cfg.features, cfg.features // 2 + 1))
-    if task is TaskKind.classification:
-        x, y = make_classification(
-            n_samples=cfg.rows,
-            n_features=cfg.features,
-            n_informative=max(n_inf, min(cfg.features, cfg.classes)),
-            n_redundant=0,
-            n_classes=cfg.classes,
-            n_clusters_per_class=1,
-            random_state=cfg.split_seed,
-        )
-    else:
-        x, y = make_regression(
-            n_samples=cfg.rows,
-            n_features=cfg.features,
-            n_informative=n_inf,
-            noise=cfg.noise,
-            random_state=cfg.split_seed,
-        )
-        task = TaskKind.regression
-    columns = [f"x{i}" for i in range(cfg.features)]
-    features = pd.DataFrame(x, columns=columns)
-    return Table(features, pd.Series(y, name="target"), "synthetic", "sklearn.datasets.make_" + task.value, task)
-
-
-def _file(cfg: DataConfig) -> Table:
-    path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"data.path={cfg.path!r}: no such file")
-    try:
-        frame = read_table(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise ConfigError(f"data.path={cfg.path!r} could not be read: {exc}") from exc
-    if frame.empty or frame.shape[1] == 0:
-        raise ConfigError(f"data.path={cfg.path!r} holds no rows")
-    if cfg.target not in frame.columns:
-        raise ConfigError(
-            f"data.target={cfg.target!r} is not a column of {path.name}; columns: {', '.join(map(str, frame.columns))}"
-        )
-    target = frame.pop(cfg.target)
-    keep = target.notna()
-    dropped = int((~keep).sum())
-    if dropped == len(target):
-        raise ConfigError(f"data.target={cfg.target!r} has no values in {path.name}")
-    frame, target = frame[keep].reset_index(drop=True), target[keep].reset_index(drop=True)
-    name = path.name.split(".")[0]
-    return Table(frame, target, name, str(path.resolve()), dropped_target_rows=dropped)
+        n_inf = max(1, min(self.features, self.features // 2 + 1))
+        kind = "classification" if self.task == "classification" else "regression"
+        if kind == "classification":
+            x, y = make_classification(
+                n_samples=self.rows,
+                n_features=self.features,
+                n_informative=max(n_inf, min(self.features, self.classes)),
+                n_redundant=0,
+                n_classes=self.classes,
+                n_clusters_per_class=1,
+                random_state=self.split_seed,
+            )
+        else:
+            x, y = make_regression(
+                n_samples=self.rows,
+                n_features=self.features,
+                n_informative=n_inf,
+                noise=self.noise,
+                random_state=self.split_seed,
+            )
+        features = pd.DataFrame(x, columns=[f"x{i}" for i in range(self.features)])
+        source = "sklearn.datasets.make_" + kind
+        return Table(features, pd.Series(y, name="target"), "synthetic", source, TaskKind(kind))
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """A CSV (also compressed) or Parquet file, chosen by its extension."""
-    suffixes = "".join(path.suffixes).lower()
-    return pd.read_parquet(path) if suffixes.endswith((".parquet", ".pq")) else pd.read_csv(path)
+@dataclass(kw_only=True, eq=False)
+class TableFile(TableSource):
+    """Your own table: a .csv (also compressed) or .parquet file, chosen by its extension."""
+
+    path: str
+    target: str
+
+    def load(self) -> Table:
+        path = Path(self.path).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"data.path={self.path!r}: no such file")
+        try:
+            frame = read_table(path)
+        except (ValueError, OSError, pd.errors.ParserError) as exc:
+            raise ConfigError(f"data.path={self.path!r} could not be read: {exc}") from exc
+        if frame.empty or frame.shape[1] == 0:
+            raise ConfigError(f"data.path={self.path!r} holds no rows")
+        if self.target not in frame.columns:
+            columns = ", ".join(map(str, frame.columns))
+            raise ConfigError(f"data.target={self.target!r} is not a column of {path.name}; columns: {columns}")
+        target = frame.pop(self.target)
+        keep = target.notna()
+        dropped = int((~keep).sum())
+        if dropped == len(target):
+            raise ConfigError(f"data.target={self.target!r} has no values in {path.name}")
+        frame, target = frame[keep].reset_index(drop=True), target[keep].reset_index(drop=True)
+        return Table(frame, target, path.name.split(".")[0], str(path.resolve()), dropped_target_rows=dropped)
 
 
-def _select_columns(table: Table, cfg: DataConfig) -> Table:
-    columns = list(table.features.columns)
-    for key, names in (("data.include", cfg.include or []), ("data.exclude", cfg.exclude)):
-        unknown = [n for n in names if n not in columns]
-        if unknown:
-            raise ConfigError(f"{key} names unknown columns {unknown}; columns: {', '.join(map(str, columns))}")
-    keep = list(cfg.include) if cfg.include else columns
-    keep = [c for c in keep if c not in set(cfg.exclude)]
-    if not keep:
-        raise ConfigError("data.include/data.exclude leave no feature columns")
-    table.features = table.features[keep]
-    return table
+def load_table(source: TableSource) -> Table:
+    return source.table()

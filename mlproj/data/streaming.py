@@ -27,10 +27,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from mlproj.config.schema import DataConfig
 from mlproj.data.batches import rank_and_world
+from mlproj.data.prepare import SPLITS, PreparedData, Split, resolve_task
 from mlproj.data.preprocess import InputError, Preprocessor
-from mlproj.data.sources import Table, _select_columns
+from mlproj.data.sources import TableFile
+from mlproj.data.table import Table, select_columns
 from mlproj.errors import ConfigError
 from mlproj.metrics import CLASSIFICATION
 
@@ -90,7 +91,7 @@ def open_file(path: str) -> Any:
         raise ConfigError(f"data.path={path!r} could not be read as Parquet: {exc}") from exc
 
 
-def read_sample(cfg: DataConfig) -> tuple[Table, np.ndarray]:
+def read_sample(cfg: StreamingParquet) -> tuple[Table, np.ndarray]:
     """The first `data.sample_rows` rows (those with a target) as a raw Table, and each row's split code."""
     path = Path(cfg.path).expanduser()
     if not path.is_file():
@@ -115,11 +116,13 @@ def read_sample(cfg: DataConfig) -> tuple[Table, np.ndarray]:
         raise ConfigError(f"data.target={cfg.target!r} has no values in the first {len(frame)} rows of {path.name}")
     frame, target, codes = frame[keep].reset_index(drop=True), target[keep].reset_index(drop=True), codes[keep]
     name = path.name.split(".")[0]
-    table = _select_columns(Table(frame, target, name, str(path.resolve())), cfg)
+    table = select_columns(Table(frame, target, name, str(path.resolve())), cfg)
     return table, codes
 
 
-def prepare_stream(table: Table, codes: np.ndarray, task: str, cfg: DataConfig) -> tuple[Preprocessor, ParquetPlan]:
+def prepare_stream(
+    table: Table, codes: np.ndarray, task: str, cfg: StreamingParquet
+) -> tuple[Preprocessor, ParquetPlan]:
     """Fit the preprocessing on the sample's training rows; the plan to stream every split."""
     train = codes == SPLIT_CODES["train"]
     if train.sum() < 2:
@@ -128,7 +131,13 @@ def prepare_stream(table: Table, codes: np.ndarray, task: str, cfg: DataConfig) 
         raise ConfigError(f"data.target={table.target.name!r} has a single class in the sample; raise data.sample_rows")
     try:
         pre = Preprocessor.fit(
-            table.features[train], table.target[train], task, cfg.max_categories, cfg.id_unique_ratio
+            table.features[train],
+            table.target[train],
+            task,
+            cfg.max_categories,
+            cfg.id_unique_ratio,
+            cfg.drop_constant,
+            cfg.scale,
         )
     except InputError as exc:
         raise ConfigError(f"data: {exc}") from exc
@@ -249,7 +258,50 @@ class ParquetBatches(IterableDataset):
                 yield plan.pre.transform(frame), plan.pre.encode_target(target)
 
 
-def loader(plan: ParquetPlan, split: str, cfg: DataConfig, seed: int) -> DataLoader:
+def loader(plan: ParquetPlan, split: str, cfg: StreamingParquet, seed: int) -> DataLoader:
     """A DataLoader over the split's stream; it batches itself, hence batch_size=None."""
     dataset = ParquetBatches(plan, split, cfg.batch_size, shuffle=split == "train" and cfg.shuffle, seed=seed)
     return DataLoader(dataset, batch_size=None, num_workers=cfg.num_workers, persistent_workers=False)
+
+
+def prepare_streaming(cfg: Any) -> PreparedData:
+    """Streaming Parquet: the task and preprocessing from a bounded sample; the rest streams at training."""
+    table, codes = read_sample(cfg)
+    task = resolve_task(table, cfg)
+    pre, plan = prepare_stream(table, codes, task, cfg)
+    splits = {}
+    for name in SPLITS:
+        rows = codes == SPLIT_CODES[name]
+        raw = table.features[rows].reset_index(drop=True)
+        target = table.target[rows].reset_index(drop=True)
+        if task == CLASSIFICATION:  # sample rows of a class the training rows lack: not for the plots
+            seen = target.map(set(pre.labels).__contains__).astype(bool).to_numpy()
+            raw, target = raw[seen].reset_index(drop=True), target[seen].reset_index(drop=True)
+        splits[name] = Split(raw, target, pre.transform(raw), pre.encode_target(target))
+    return PreparedData(table, task, pre, splits, plan)
+
+
+@dataclass(kw_only=True, eq=False)
+class StreamingParquet(TableFile):
+    """A Parquet file larger than memory: a bounded sample fits the preprocessing, row groups stream through a
+    DataLoader (mlproj/data/streaming.py)."""
+
+    streaming = True
+    batch_size: int = 256
+    sample_rows: int = 10000
+    num_workers: int = 0  # DataLoader worker processes reading the stream (row groups are split between them)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not is_parquet(self.path):
+            raise ConfigError(f"data.path={self.path!r}: data=parquet_stream reads a .parquet file")
+        if self.sample_rows < 20:
+            raise ConfigError(f"data.sample_rows={self.sample_rows} must be >= 20")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers={self.num_workers} must be >= 0")
+
+    def prepare(self) -> PreparedData:
+        return prepare_streaming(self)
+
+    def loaders(self, prepared: PreparedData, seed: int, steps_per_chunk: int) -> dict[str, Any]:
+        return {name: loader(prepared.plan, name, self, seed) for name in prepared.splits}

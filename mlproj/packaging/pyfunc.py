@@ -9,12 +9,12 @@ predictions in the target's original units, or original labels. This module must
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,75 +24,87 @@ import torch
 
 from mlproj import __version__
 from mlproj.data.preprocess import Preprocessor
-from mlproj.metrics import REGRESSION
+from mlproj.metrics import CLASSIFICATION, REGRESSION
+from mlproj.packaging.predictors import PROBABILITIES_PARAM, TabularPredictor, TensorPredictor
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: mlproj 0.1 (tables only), still loaded
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "mlproj.json"
-PROBABILITIES_PARAM = "probabilities"
 
 
 class ModelLoadError(RuntimeError):
-    """A packaged model that is missing, damaged or of an unknown format."""
+    """A packaged model that is missing, damaged, of an unknown format, or names a class it may not."""
 
 
-class TabularPredictor:
-    """Raw rows in, predictions out. Preprocessing and the network travel together."""
+@dataclass
+class Package:
+    """Everything a packaged model is made of."""
 
-    def __init__(self, network: torch.nn.Module, pre: Preprocessor) -> None:
-        self.network = network.eval()
-        self.pre = pre
+    network: torch.nn.Module  # what predicts: the built-in task's network, or a task module of your own
+    recipe: dict[str, Any]  # how to rebuild it: {"family": "model"|"task", "node": {_target_...}, "required": {...}}
+    pre: Preprocessor | None = None  # mlproj's tables: raw rows in
+    kind: str = REGRESSION  # regression / classification / custom (outputs returned as they are)
+    labels: list[Any] = field(default_factory=list)
+    shape: list[int] = field(default_factory=list)  # a data module's example shape (tensor input)
+    example: pd.DataFrame | None = None  # the input example: raw rows, or a few examples' columns
+    code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
 
-    def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
-        x = torch.from_numpy(self.pre.transform(frame))
-        with torch.inference_mode():
-            out = self.network(x).float()
-        if self.pre.task == REGRESSION:
-            return pd.DataFrame({"prediction": self.pre.decode_regression(out.squeeze(-1).double().numpy())})
-        if out.shape[-1] == 1:
-            positive = torch.sigmoid(out.squeeze(-1))
-            probs = torch.stack([1 - positive, positive], dim=-1).numpy()
-        else:
-            probs = torch.softmax(out, dim=-1).numpy()
-        labels = np.asarray(self.pre.labels, dtype=object)
-        result = pd.DataFrame({"prediction": labels[probs.argmax(axis=1)].tolist()})
-        if (params or {}).get(PROBABILITIES_PARAM):
-            for i, label in enumerate(self.pre.labels):
-                result[f"probability_{label}"] = probs[:, i]
-        return result
+    @classmethod
+    def for_table(cls, network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame):
+        """A table's model: `model_cfg` is the model's config node, sized from the fitted preprocessing."""
+        sizes = {"in_features": pre.num_features, "out_features": pre.num_outputs}
+        recipe = {"family": "model", "node": model_cfg, "required": sizes}
+        return cls(network, recipe, pre, pre.task, list(pre.labels), example=input_example(pre, raw))
+
+    def predictor(self) -> TabularPredictor | TensorPredictor:
+        if self.pre is not None:
+            return TabularPredictor(self.network, self.pre)
+        return TensorPredictor(self.network, self.shape, self.kind, self.labels)
 
 
-def save(network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, path: Path) -> None:
+def save(package: Package, path: Path) -> None:
     """Write the two files that make the model: weights (safetensors) and metadata (JSON)."""
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in package.network.state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE))
     meta = {
         "format_version": FORMAT_VERSION,
         "mlproj_version": __version__,
-        "model": model_cfg,
-        "in_features": pre.num_features,
-        "out_features": pre.num_outputs,
-        "preprocessing": pre.to_dict(),
+        **package.recipe,
+        "preprocessing": package.pre.to_dict() if package.pre is not None else None,
+        "kind": package.kind,
+        "labels": package.labels,
+        "shape": package.shape,
     }
     (path / META_FILE).write_text(json.dumps(meta, indent=1))
 
 
-def load(path: str | Path) -> TabularPredictor:
+def load(path: str | Path) -> TabularPredictor | TensorPredictor:
+    """Rebuild a packaged model. The JSON is untrusted data: each class it names must be of its family and come
+    from the model's own code/ folder or an installed package (mlproj.config.families), checked before any call."""
+    from mlproj.config import families
+    from mlproj.errors import ConfigError
+
     path = Path(path)
     try:
         meta = json.loads((path / META_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{path / META_FILE} is missing or not valid JSON: {exc}") from exc
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(f"{path}: unknown model format {meta.get('format_version')!r}")
-    model_cfg = dict(meta["model"])
-    network = import_object(model_cfg.pop("_target_"))(
-        in_features=meta["in_features"], out_features=meta["out_features"], **model_cfg
-    )
+    version = meta.get("format_version")
+    if version == 1:  # mlproj 0.1's tables: the model's node and its sizes
+        meta = {**meta, "family": "model", "node": meta.get("model"), "kind": None, "labels": [], "shape": []}
+        meta["required"] = {"in_features": meta.get("in_features"), "out_features": meta.get("out_features")}
+    elif version != FORMAT_VERSION:
+        raise ModelLoadError(f"{path}: unknown model format {version!r}")
+    family, node, required = meta.get("family"), meta.get("node"), meta.get("required") or {}
+    if family not in ("model", "task") or not isinstance(node, dict) or not isinstance(required, dict):
+        raise ModelLoadError(f"{path / META_FILE}: no valid model recipe (family, node, required)")
+    try:
+        network = families.build(node, family, f"{META_FILE} {family}", required=required, origin=code_folder(path))
+    except ConfigError as exc:
+        raise ModelLoadError(f"{path / META_FILE}: {exc}") from None
     try:
         from safetensors.torch import load_file
 
@@ -100,17 +112,24 @@ def load(path: str | Path) -> TabularPredictor:
         network.load_state_dict(state, strict=True)
     except Exception as exc:  # safetensors and torch raise several types for a damaged file
         raise ModelLoadError(f"{path / WEIGHTS_FILE} is damaged or does not match the model: {exc}") from exc
-    return TabularPredictor(network, Preprocessor.from_dict(meta["preprocessing"]))
+    if meta.get("preprocessing"):
+        return TabularPredictor(network, Preprocessor.from_dict(meta["preprocessing"]))
+    return TensorPredictor(network, meta.get("shape") or [], str(meta.get("kind")), meta.get("labels") or [])
 
 
-def _load_pyfunc(data_path: str) -> TabularPredictor:
+def code_folder(data_path: Path) -> Path | None:
+    """The model's code/ folder (MLflow's layout: <model>/data/<name>/ beside <model>/code/), if any: the only
+    place outside the installed packages where the classes of the JSON may come from."""
+    for parent in data_path.resolve().parents[:3]:
+        if (parent / "MLmodel").is_file():
+            code = parent / "code"
+            return code if code.is_dir() else None
+    return None
+
+
+def _load_pyfunc(data_path: str) -> TabularPredictor | TensorPredictor:
     """MLflow's loader_module hook."""
     return load(data_path)
-
-
-def import_object(dotted: str) -> Any:
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
 
 
 def pip_requirements() -> list[str]:
@@ -128,7 +147,7 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def signature(example: pd.DataFrame, predictor: TabularPredictor) -> Any:
+def signature(example: pd.DataFrame, predictor: TabularPredictor | TensorPredictor) -> Any:
     """The training table's own column types, widened (int -> long, float -> double), so rows read from
     the same kind of file pass MLflow's strict schema check; strings stay strings, missing values allowed.
     """
@@ -139,7 +158,7 @@ def signature(example: pd.DataFrame, predictor: TabularPredictor) -> Any:
     with integer_schema_hint_silenced():
         outputs = infer_signature(example, predictor.predict(example)).outputs
     params = None
-    if predictor.pre.task != REGRESSION:
+    if predictor.kind == CLASSIFICATION:
         params = ParamSchema([ParamSpec(PROBABILITIES_PARAM, "boolean", False)])
     return ModelSignature(inputs=Schema(columns), outputs=outputs, params=params)
 
@@ -167,37 +186,37 @@ def integer_schema_hint_silenced() -> Iterator[None]:
         yield
 
 
-def _pyfunc_kwargs(data: Path, example: pd.DataFrame) -> dict[str, Any]:
+def _pyfunc_kwargs(data: Path, package: Package) -> dict[str, Any]:
+    example = package.example
     return {
         "loader_module": __name__,
         "data_path": str(data),
-        "code_paths": [str(Path(__file__).resolve().parents[1])],  # the mlproj package
-        "signature": signature(example, load(data)),
+        # mlproj itself, and the user's own code the network is built from (a class outside installed packages)
+        "code_paths": [str(Path(__file__).resolve().parents[1]), *package.code],
+        "signature": signature(example, package.predictor()) if example is not None else None,
         "input_example": example,
         "pip_requirements": pip_requirements(),
     }
 
 
-def log_model(network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame) -> Any:
+def log_model(package: Package) -> Any:
     """Log the packaged model into the active run; returns MLflow's ModelInfo (`models:/<id>`)."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp, integer_schema_hint_silenced():
         data = Path(tmp) / "mlproj_model"
-        save(network, model_cfg, pre, data)
-        return mlflow.pyfunc.log_model(name="model", **_pyfunc_kwargs(data, input_example(pre, raw)))
+        save(package, data)
+        return mlflow.pyfunc.log_model(name="model", **_pyfunc_kwargs(data, package))
 
 
-def save_model(
-    path: Path, network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame
-) -> None:
+def save_model(path: Path, package: Package) -> None:
     """The same model as a local MLflow model folder (no tracking server needed): mlflow.pyfunc.load_model(path)."""
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp, integer_schema_hint_silenced():
         data = Path(tmp) / "mlproj_model"
-        save(network, model_cfg, pre, data)
-        mlflow.pyfunc.save_model(str(path), **_pyfunc_kwargs(data, input_example(pre, raw)))
+        save(package, data)
+        mlflow.pyfunc.save_model(str(path), **_pyfunc_kwargs(data, package))
 
 
 def log_saved(path: Path) -> Any:
@@ -207,8 +226,14 @@ def log_saved(path: Path) -> Any:
 
     saved = Model.load(str(path))
     data = path / saved.flavors["python_function"]["data"]
-    example = saved.load_input_example(str(path))
+    code = [str(p) for p in sorted((path / "code").iterdir())] if (path / "code").is_dir() else []
     with integer_schema_hint_silenced():
-        kwargs = _pyfunc_kwargs(data, example)
-        kwargs["signature"] = saved.signature  # as trained, not re-derived
-        return mlflow.pyfunc.log_model(name="model", **kwargs)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            loader_module=__name__,
+            data_path=str(data),
+            code_paths=code,  # as saved: mlproj and the user's code
+            signature=saved.signature,  # as trained, not re-derived
+            input_example=saved.load_input_example(str(path)),
+            pip_requirements=pip_requirements(),
+        )

@@ -29,15 +29,15 @@ def objective_name(config: DictConfig) -> str:
 
 
 def direction(config: DictConfig) -> str:
-    base = objective_name(config).partition("_")[2]
-    return "maximize" if metrics.SPECS[base].higher_is_better else "minimize"
+    return "maximize" if metrics.mode(objective_name(config), _task(config)) == "max" else "minimize"
 
 
 def _task(config: DictConfig) -> str:
-    from mlproj.data.prepare import resolve_task
-    from mlproj.data.sources import load_table
+    """What names the sweep's metrics (the data's kind, or `custom` for a task of your own): from the plan,
+    which also declares the run's own metric names."""
+    from mlproj.plan import make_plan
 
-    return resolve_task(load_table(config.data), config.data)
+    return make_plan(config).metric_task
 
 
 def share(study: Any) -> None:

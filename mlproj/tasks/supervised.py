@@ -24,16 +24,39 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
-from mlproj import metrics
 from mlproj.data.batches import Batch, TensorBatches
-from mlproj.metrics import REGRESSION
+from mlproj.metrics import REGRESSION, STAGES, build_metrics
+from mlproj.metrics import mode as metric_mode
 
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite: the run ends FAILED and nothing is registered."""
 
 
-class TabularTask(pl.LightningModule):
+class SupervisedTask(pl.LightningModule):
+    """mlproj's built-in task: `model` learns (x, y) batches by `loss` (default: MSE for regression, binary
+    cross-entropy on one logit, or cross-entropy), with torchmetrics per stage. mlproj builds it from the config's
+    model / optimizer / scheduler / loss / metrics groups and the data; its parameters are all passed by mlproj."""
+
+    # What mlproj passes (mlproj.train): none of these is set in `task`'s own config.
+    INJECTED = frozenset(
+        {
+            "model",
+            "task",
+            "num_classes",
+            "optimizer",
+            "scheduler",
+            "loss",
+            "metrics",
+            "monitor",
+            "target_mean",
+            "target_std",
+            "gradient_clip_val",
+            "log_every_n_steps",
+            "compile",
+        }
+    )
+
     def __init__(
         self,
         model: nn.Module,
@@ -41,6 +64,8 @@ class TabularTask(pl.LightningModule):
         num_classes: int,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
+        loss: nn.Module | None = None,
+        metrics: dict[str, Callable[[], Any]] | None = None,
         monitor: str = "val_loss",
         target_mean: float = 0.0,
         target_std: float = 1.0,
@@ -61,30 +86,36 @@ class TabularTask(pl.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self.log_every_n_steps = log_every_n_steps
         self.task = task
-        self.binary = task != REGRESSION and num_classes == 2
+        self.num_classes = num_classes
+        # Binary classification learns one logit, unless a loss of the config's wants one per class.
+        self.binary = task != REGRESSION and num_classes == 2 and one_logit(loss)
+        self.loss_fn = loss
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        extra_metrics = metrics
         self.monitor = monitor
         self.register_buffer("target_mean", torch.tensor(target_mean))
         self.register_buffer("target_std", torch.tensor(target_std))
         # ModuleDict keys cannot be "train" (an nn.Module attribute), hence the "_" prefix.
         self.stage_metrics = nn.ModuleDict(
-            {f"_{s}": metrics.build_metrics(task, num_classes, s) for s in metrics.STAGES}
+            {f"_{s}": build_metrics(task, num_classes, s, extra_metrics) for s in STAGES}
         )
-        self.losses = nn.ModuleDict({f"_{s}": MeanMetric() for s in metrics.STAGES})
+        self.losses = nn.ModuleDict({f"_{s}": MeanMetric() for s in STAGES})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, the network's output as the metrics take it: squeezed for one-output tasks)."""
-        if self.task == REGRESSION:
+        if self.task == REGRESSION or self.binary:
             out = out.squeeze(-1)
-            return F.mse_loss(out, y), out
-        if self.binary:
-            out = out.squeeze(-1)
-            return F.binary_cross_entropy_with_logits(out, y.float()), out
-        return F.cross_entropy(out, y), out
+            target = y if self.task == REGRESSION else y.float()
+            if self.loss_fn is not None:
+                return self.loss_fn(out, target), out
+            if self.task == REGRESSION:
+                return F.mse_loss(out, target), out
+            return F.binary_cross_entropy_with_logits(out, target), out
+        return (self.loss_fn or F.cross_entropy)(out, y), out
 
     def _for_metrics(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(predictions, targets) for the metrics: original units for regression, probabilities otherwise."""
@@ -93,7 +124,9 @@ class TabularTask(pl.LightningModule):
             return out * self.target_std + self.target_mean, y * self.target_std + self.target_mean
         if self.binary:
             return torch.sigmoid(out), y
-        return torch.softmax(out, dim=-1), y
+        probs = torch.softmax(out, dim=-1)
+        # Two classes learnt as two logits (a loss of the config's): binary metrics take P(class 1).
+        return (probs[:, 1], y) if self.num_classes == 2 else (probs, y)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         x, y = batch
@@ -219,7 +252,7 @@ class TabularTask(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         if _is_plateau(self.scheduler_factory):
-            scheduler = self.scheduler_factory(optimizer, mode=metrics.mode(self.monitor, self.task))
+            scheduler = self.scheduler_factory(optimizer, mode=metric_mode(self.monitor, self.task))
         else:
             scheduler = self.scheduler_factory(optimizer)
         # Stepped by _step_scheduler (manual optimization), the plateau one with self.monitor.
@@ -235,3 +268,16 @@ def _to_device(loaders: Any, device: torch.device) -> None:
 def _is_plateau(factory: Callable[..., Any]) -> bool:
     func = getattr(factory, "func", factory)
     return isinstance(func, type) and issubclass(func, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def one_logit(loss: nn.Module | None) -> bool:
+    """Binary classification on one logit (mlproj's default, and BCEWithLogitsLoss); any other loss a config
+    names for two classes gets one logit per class, as for more classes."""
+    return loss is None or isinstance(loss, nn.BCEWithLogitsLoss)
+
+
+def outputs(task: str, num_classes: int, loss: nn.Module | None) -> int:
+    """out_features of the network for this task and loss."""
+    if task == REGRESSION or (num_classes == 2 and one_logit(loss)):
+        return 1
+    return num_classes

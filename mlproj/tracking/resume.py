@@ -132,6 +132,15 @@ def record(directory: Path, run_id: str, tracking_uri: str) -> None:
     (directory / RUN_FILE).write_text(text)
 
 
+def announce(client: Any, run_id: str, checkpoint: Path | None) -> None:
+    """A resumed run says from where: a tag on the run, and a line."""
+    epoch = resumed_epoch(checkpoint) if checkpoint else 0
+    client.set_tag(run_id, RESUMED_TAG, str(epoch))
+    print(
+        f"mlproj: resuming run {run_id} after {epoch} completed epoch(s) ({checkpoint or 'from the start'})", flush=True
+    )
+
+
 def resumed_epoch(checkpoint: Path) -> int:
     """The epoch a checkpoint resumes at (for the run's tag and the message)."""
     import torch

@@ -261,16 +261,32 @@ def flatten(node: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): value}
 
 
-def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str]) -> None:
-    from mlproj.config.schema import unused_data_keys
+def log_inputs(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str], plan: Any) -> None:
+    """A new run's inputs: the config (params and artifacts), and the training table as a dataset."""
+    log_config(client, run_id, cfg, overrides, builtin=plan.builtin)
+    if plan.prepared is not None:
+        table = plan.prepared.table
+        log_dataset(table.features, table.target, table.name, table.source)
+        if table.dropped_target_rows:
+            client.log_metric(run_id, "data_dropped_target_rows", table.dropped_target_rows)
 
+
+# The built-in task's parts: a task of your own does not use them, so its params leave them out.
+BUILTIN_TASK_PARTS = ("model", "optimizer", "scheduler", "loss", "metrics")
+
+
+def log_config(client: MlflowClient, run_id: str, cfg: DictConfig, overrides: list[str], builtin: bool = True) -> None:
     resolved = redacted(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    unused = {f"data.{key}" for key in unused_data_keys(cfg.data)}
-    params = [Param(k, v) for k, v in flatten(resolved).items() if k not in unused]
+    unused = () if builtin else BUILTIN_TASK_PARTS
+    params = [Param(k, v) for k, v in flatten(resolved).items() if k.partition(".")[0] not in unused]
     for start in range(0, len(params), 100):  # MLflow's batch limit
         client.log_batch(run_id, params=params[start : start + 100])
     client.log_text(run_id, OmegaConf.to_yaml(OmegaConf.create(resolved)), "config/config.yaml")
     client.log_text(run_id, "\n".join(redact(o) for o in overrides) + "\n", "config/overrides.txt")
+
+
+def json_tag(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)[:TAG_VALUE_LIMIT]
 
 
 def config_digest(cfg: DictConfig) -> str:

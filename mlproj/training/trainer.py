@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from mlproj import metrics
 from mlproj.config.schema import Accelerator, ProgressMode, Strategy, TrainerConfig
 from mlproj.data.batches import TensorBatches
-from mlproj.tasks.supervised import TabularTask
+from mlproj.tasks.supervised import SupervisedTask
 from mlproj.tracking.outage import MetricBuffer, Outage
 
 log = logging.getLogger(__name__)
@@ -184,9 +184,11 @@ def build_batches(
     }
 
 
-def build_task(cfg: TrainerConfig, network: torch.nn.Module, task: str, num_classes: int, **kwargs: Any) -> TabularTask:
+def build_task(
+    cfg: TrainerConfig, network: torch.nn.Module, task: str, num_classes: int, **kwargs: Any
+) -> SupervisedTask:
     """The LightningModule with the trainer options it implements itself (manual optimization)."""
-    return TabularTask(
+    return SupervisedTask(
         network,
         task,
         num_classes,
@@ -240,7 +242,7 @@ def build_trainer(
         limit_test_batches=cfg.limit_test_batches,
         overfit_batches=cfg.overfit_batches,
         enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in progress),
-        # mlproj logs its own step-level series (TabularTask, trainer.log_every_n_steps); this only
+        # mlproj logs its own step-level series (SupervisedTask, trainer.log_every_n_steps); this only
         # silences Lightning's warning on short epochs.
         log_every_n_steps=1,
         enable_model_summary=cfg.model_summary and not quiet,

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlproj.config import ConfigError, TaskKind
+from mlproj.config.schema import TaskKind
 from mlproj.data.prepare import prepare, resolve_task
 from mlproj.data.preprocess import InputError, Preprocessor
 from mlproj.data.sources import load_table
+from mlproj.errors import ConfigError
 from tests.conftest import houses_frame
 from tests.test_data import csv_config
 

@@ -11,7 +11,7 @@ from tests.conftest import run_cli
 
 
 def _connect(uri: str, queue) -> None:
-    from mlproj.config import TrackingConfig
+    from mlproj.config.schema import TrackingConfig
     from mlproj.tracking.runs import connect
 
     queue.put(connect(TrackingConfig(uri=uri, experiment="race"))[1])

@@ -1,0 +1,33 @@
+"""The data contract: what the train path needs from any `data._target_`.
+
+Two kinds of class are accepted (mlproj.config.families, family "data"):
+- a plain `LightningDataModule` (setup + train/val/test loaders yielding `(x, y)` or anything the user's task
+  takes): mlproj reads, if present, `num_classes` (classification with that many classes; absent: regression)
+  and `batch_size` (the batch-size finder); an input example for the model's signature is the first test batch;
+- a `DataSource` (mlproj's own tables): it hands mlproj a table, splits it and fits the preprocessing before any
+  side effect, so the packaged model takes raw rows (its state is plain JSON, see preprocess.py).
+
+Nothing here imports Lightning: the built-in sources are checked and built at startup, cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlproj.data.prepare import PreparedData
+
+
+class DataSource:
+    """mlproj's data base: a source of one table, prepared (split, preprocessing fitted) by `prepare()`.
+
+    Subclasses are dataclasses whose fields are their config keys (checked against the signature at startup)."""
+
+    streaming: bool = False  # True: batches are streamed (only a sample is in memory)
+
+    def prepare(self) -> PreparedData:
+        raise NotImplementedError
+
+    def loaders(self, prepared: PreparedData, seed: int, steps_per_chunk: int) -> dict[str, Any]:
+        """The train/val/test iterables over `prepared` (the data module wraps them for Lightning)."""
+        raise NotImplementedError

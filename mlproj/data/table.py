@@ -1,0 +1,42 @@
+"""A raw table as every source gives it, and the helpers that read and narrow one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlproj.config.schema import TaskKind
+from mlproj.errors import ConfigError
+
+
+@dataclass
+class Table:
+    features: pd.DataFrame
+    target: pd.Series
+    name: str  # short dataset name, e.g. "diabetes" or the file's stem
+    source: str  # where it came from: a file path or a loader, recorded in MLflow
+    task_hint: TaskKind = TaskKind.auto  # the task the source itself implies, if any
+    dropped_target_rows: int = 0
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (also compressed) or Parquet file, chosen by its extension."""
+    suffixes = "".join(path.suffixes).lower()
+    return pd.read_parquet(path) if suffixes.endswith((".parquet", ".pq")) else pd.read_csv(path)
+
+
+def select_columns(table: Table, source: Any) -> Table:
+    columns = list(table.features.columns)
+    for key, names in (("data.include", source.include or []), ("data.exclude", source.exclude)):
+        unknown = [n for n in names if n not in columns]
+        if unknown:
+            raise ConfigError(f"{key} names unknown columns {unknown}; columns: {', '.join(map(str, columns))}")
+    keep = list(source.include) if source.include else columns
+    keep = [c for c in keep if c not in set(source.exclude)]
+    if not keep:
+        raise ConfigError("data.include/data.exclude leave no feature columns")
+    table.features = table.features[keep]
+    return table

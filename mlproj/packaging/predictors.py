@@ -1,0 +1,89 @@
+"""What a packaged model does at predict time: rows in, predictions out, the preprocessing with the network.
+
+`TabularPredictor`: raw table rows (strings, missing values) through the fitted preprocessing; predictions in
+the target's original units or labels. `TensorPredictor`: numeric columns, one per element of an example (a
+user's data module), reshaped to the example's shape. Light to import: no Lightning, no Hydra, no MLflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mlproj.data.preprocess import InputError, Preprocessor
+from mlproj.metrics import CLASSIFICATION, REGRESSION
+
+PROBABILITIES_PARAM = "probabilities"
+
+
+def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame:
+    """Network outputs -> a frame: `prediction` (and `probability_<label>` on request), or one `output_<i>`
+    column per output when mlproj does not know what they mean (a task of your own on a data module of yours)."""
+    if kind == REGRESSION:
+        return pd.DataFrame({"prediction": out.reshape(len(out), -1)[:, 0].double().numpy()})
+    if kind != CLASSIFICATION:
+        flat = out.reshape(len(out), -1).double().numpy()
+        return pd.DataFrame({f"output_{i}": flat[:, i] for i in range(flat.shape[1])})
+    if out.shape[-1] == 1:
+        positive = torch.sigmoid(out.squeeze(-1))
+        probs = torch.stack([1 - positive, positive], dim=-1).numpy()
+    else:
+        probs = torch.softmax(out, dim=-1).numpy()
+    names = np.asarray(labels, dtype=object)
+    result = pd.DataFrame({"prediction": names[probs.argmax(axis=1)].tolist()})
+    if (params or {}).get(PROBABILITIES_PARAM):
+        for i, label in enumerate(labels):
+            result[f"probability_{label}"] = probs[:, i]
+    return result
+
+
+class TabularPredictor:
+    """Raw rows in, predictions out. Preprocessing and the network travel together."""
+
+    def __init__(self, network: torch.nn.Module, pre: Preprocessor) -> None:
+        self.network = network.eval()
+        self.pre = pre
+        self.kind = pre.task
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+        x = torch.from_numpy(self.pre.transform(frame))
+        with torch.inference_mode():
+            out = self.network(x).float()
+        if self.pre.task == REGRESSION:
+            return pd.DataFrame({"prediction": self.pre.decode_regression(out.squeeze(-1).double().numpy())})
+        return decode(out, CLASSIFICATION, self.pre.labels, params)
+
+
+class TensorPredictor:
+    """Numeric columns in (one per element of an example, in order), reshaped to `shape`; predictions out."""
+
+    def __init__(self, network: torch.nn.Module, shape: list[int], kind: str, labels: list[Any]) -> None:
+        self.network, self.shape, self.kind, self.labels = network.eval(), list(shape), kind, labels
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"x{i}" for i in range(int(np.prod(self.shape)))]
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        if isinstance(data, pd.DataFrame):
+            missing = [c for c in self.columns if c not in data.columns]
+            if missing:
+                raise InputError(f"input is missing columns {missing[:5]}; expected x0..x{len(self.columns) - 1}")
+            values = data[self.columns].to_numpy(dtype=np.float32)
+        else:
+            values = np.asarray(data, dtype=np.float32)
+        if values.size % len(self.columns):
+            raise InputError(f"each example has {len(self.columns)} values (shape {self.shape}); got {values.shape}")
+        x = torch.from_numpy(values.reshape(-1, *self.shape))
+        with torch.inference_mode():
+            out = self.network(x).float()
+        return decode(out, self.kind, self.labels, params)
+
+    def example(self, x: torch.Tensor) -> pd.DataFrame:
+        """Input rows for a batch of examples (the model's signature and input example)."""
+        flat = x.reshape(len(x), -1).double().numpy()
+        return pd.DataFrame(flat, columns=self.columns)

@@ -1,0 +1,177 @@
+"""What a run trains, built and checked before any side effect: the data (prepared, or a LightningDataModule
+set up and peeked at), the task module's class and the metric names. `build_task` makes the LightningModule.
+
+The built-in task (mlproj.tasks.supervised.SupervisedTask, or a subclass) gets everything from mlproj: the
+`model` network sized from the data, `optimizer`, `scheduler`, `loss`, `metrics`. A task of your own gets only
+the arguments its config names, plus the data's sizes (`in_features`, `out_features`, `num_classes`) where its
+constructor has a parameter of that name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlproj import metrics
+from mlproj.config import families
+from mlproj.config.checks import check_config, check_devices, check_streaming_limits, check_task_metrics
+from mlproj.data.base import DataSource
+from mlproj.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SIZES = ("in_features", "out_features", "num_classes")
+
+
+@dataclass
+class Plan:
+    source: Any  # the built `data`: a DataSource or the user's LightningDataModule
+    kind: str  # regression / classification: what the data's target is
+    num_classes: int  # classification: how many (0 otherwise)
+    in_features: int  # one example's flattened size
+    input_shape: list[int]  # one example's shape (a table: [in_features])
+    task_class: type
+    builtin: bool  # the built-in supervised task (else a task of your own: metrics are its own)
+    prepared: Any = None  # mlproj's tables: the PreparedData (splits, fitted preprocessing)
+    example: Any = None  # a user data module: one batch of inputs (tensor), for the model's signature
+    info: dict[str, str] = field(default_factory=dict)  # name, source, target: tags of the run
+
+    @property
+    def metric_task(self) -> str:
+        """What names the run's metrics: the data's kind for the built-in task, `custom` for a task of your own."""
+        return self.kind if self.builtin else metrics.CUSTOM
+
+    @property
+    def pre(self) -> Any:
+        return self.prepared.pre if self.prepared is not None else None
+
+
+def make_plan(cfg: DictConfig) -> Plan:
+    """All startup checks, in layers: config alone, `_target_` families and signatures, devices, then the data
+    (built and prepared) and the metric names it fixes."""
+    from mlproj.training.flags import check_trainer_flags
+
+    check_config(cfg)
+    families.check_targets(cfg)
+    check_trainer_flags(cfg.trainer)
+    check_devices(cfg)
+    task_class = families.resolve(cfg.task, "task", "task")
+    from mlproj.tasks.supervised import SupervisedTask
+
+    builtin = issubclass(task_class, SupervisedTask)
+    source = families.build(cfg.data, "data", "data")
+    plan = _tables(source) if isinstance(source, DataSource) else _data_module(source)
+    plan.task_class, plan.builtin = task_class, builtin
+    if getattr(source, "streaming", False):
+        check_streaming_limits(cfg)
+    metrics.declare(extra_directions(cfg) if builtin else {}, dict(cfg.metric_directions), cfg.trainer.monitor)
+    check_task_metrics(cfg, plan.metric_task)
+    return plan
+
+
+def _tables(source: DataSource) -> Plan:
+    prepared = source.prepare()
+    pre = prepared.pre
+    info = {
+        "mlproj.data.name": prepared.table.name,
+        "mlproj.data.target": str(prepared.table.target.name),
+        "mlproj.data.source": prepared.table.source,
+    }
+    classes = len(pre.labels) if prepared.task == metrics.CLASSIFICATION else 0
+    return Plan(source, prepared.task, classes, pre.num_features, [pre.num_features], object, True, prepared, info=info)
+
+
+def _data_module(dm: Any) -> Plan:
+    """A LightningDataModule of your own: set up now (errors before any run), one training batch peeked at."""
+    import torch
+
+    dm.prepare_data()
+    dm.setup("fit")
+    try:
+        batch = next(iter(dm.train_dataloader()))
+    except StopIteration:
+        raise ConfigError(f"data: {type(dm).__name__}.train_dataloader() yields no batch") from None
+    x = batch[0] if isinstance(batch, list | tuple) else batch
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(f"data: {type(dm).__name__}'s batches must be (x, y) tensors; got {type(x).__name__}")
+    classes = int(getattr(dm, "num_classes", 0) or 0)
+    kind = metrics.CLASSIFICATION if classes >= 2 else metrics.REGRESSION
+    shape = list(x.shape[1:])
+    info = {
+        "mlproj.data.name": type(dm).__name__,
+        "mlproj.data.source": f"{type(dm).__module__}.{type(dm).__qualname__}",
+    }
+    return Plan(dm, kind, classes, int(x[0].numel()), shape, object, True, example=x[:5].detach().cpu(), info=info)
+
+
+def extra_directions(cfg: DictConfig) -> dict[str, bool]:
+    """The config's extra metrics: base name -> torchmetrics' higher_is_better of the class."""
+    return {
+        str(name): metrics.direction_of(families.resolve(node, "metric", f"metrics.{name}"))
+        for name, node in cfg.metrics.items()
+    }
+
+
+def metric_factories(cfg: DictConfig, kind: str, num_classes: int) -> dict[str, Any]:
+    """The config's extra metrics as factories (one fresh object per stage); `task` and `num_classes` offered."""
+    offered: dict[str, Any] = {}
+    if kind == metrics.CLASSIFICATION:
+        offered = {"task": "binary" if num_classes == 2 else "multiclass", "num_classes": num_classes}
+
+    def factory(name: str, node: Any) -> Any:
+        return lambda: families.build(node, "metric", f"metrics.{name}", offered=offered)
+
+    return {str(name): factory(str(name), node) for name, node in cfg.metrics.items()}
+
+
+def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
+    """The LightningModule, and what the packaged model rebuilds it from: {"family", "node", "required"}."""
+    from mlproj.tasks.supervised import outputs
+
+    if not plan.builtin:
+        sizes = {"in_features": plan.in_features, "num_classes": plan.num_classes}
+        sizes["out_features"] = outputs(plan.kind, plan.num_classes, None) if plan.kind else 1
+        node = families.container(cfg.task)
+        module = families.build(cfg.task, "task", "task", offered=sizes)
+        passed = {k: v for k, v in sizes.items() if _takes(type(module), k) and k not in node}
+        return module, {"family": "task", "node": node, "required": passed}
+    loss = families.build(cfg.loss, "loss", "loss") if _is_set(cfg.loss) else None
+    sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss)}
+    network = families.build(cfg.model, "model", "model", required=sizes)
+    scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if _is_set(cfg.scheduler) else None
+    pre = plan.pre
+    t = cfg.trainer
+    module = families.build(
+        cfg.task,
+        "task",
+        "task",
+        offered={
+            "model": network,
+            "task": plan.kind,
+            "num_classes": max(plan.num_classes, 2) if plan.kind == metrics.CLASSIFICATION else 0,
+            "optimizer": families.build(cfg.optimizer, "optimizer", "optimizer"),
+            "scheduler": scheduler,
+            "loss": loss,
+            "metrics": metric_factories(cfg, plan.kind, plan.num_classes),
+            "monitor": t.monitor,
+            "target_mean": pre.target_mean if pre is not None else 0.0,
+            "target_std": pre.target_std if pre is not None else 1.0,
+            "gradient_clip_val": t.gradient_clip_val,
+            "log_every_n_steps": t.log_every_n_steps,
+            "compile": t.compile,
+        },
+    )
+    return module, {"family": "model", "node": families.container(cfg.model), "required": sizes}
+
+
+def _takes(cls: type, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(cls).parameters
+
+
+def _is_set(node: Any) -> bool:
+    return node is not None and not (OmegaConf.is_dict(node) and len(node) == 0)

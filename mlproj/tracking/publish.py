@@ -1,0 +1,62 @@
+"""After training: the results into the run (metrics, objective, packaged model, plots, FINISHED), each step
+waiting out a lost tracking server (tracking.retry_for); past that, everything kept on disk for mlproj.upload."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mlproj.packaging import pyfunc as packaging
+from mlproj.sweeps import runs as sweeps
+from mlproj.tracking import outage
+from mlproj.tracking.outage import KEPT_FOLDER
+from mlproj.tracking.runs import redact
+
+
+def publish(
+    cfg: DictConfig,
+    client: Any,
+    run_id: str,
+    lost: outage.Outage,
+    run_logger: Any,
+    results: dict[str, float],
+    package: packaging.Package,
+    figures: dict[str, Any],
+    score: float | None,
+    work_dir: Path,
+    task: str,
+    in_sweep: bool,
+) -> str | None:
+    """Send it all and end the run FINISHED; returns the model's URI. Raises outage.KeptLocally when the server
+    stayed away."""
+    from mlproj import plots
+
+    model_uri = None
+    try:
+        run_logger.flush()
+        if in_sweep and score is not None:
+            lost.call(lambda: client.log_metric(run_id, sweeps.OBJECTIVE_METRIC, score), "objective")
+        if cfg.tracking.log_model:
+            info = lost.call(lambda: packaging.log_model(package), "model")
+            model_uri = info.model_uri
+            lost.call(lambda: client.set_tag(run_id, "mlproj.model_uri", model_uri), "model tag")
+        if figures:
+            lost.call(lambda: plots.log_plots(client, run_id, figures), "plots")
+        lost.call(lambda: client.set_terminated(run_id, "FINISHED"), "status")
+    except outage.TrackingLost:
+        record = {
+            "run_id": run_id,
+            "tracking_uri": redact(lost.uri),
+            "results": results,
+            "task": task,
+            "model_uri": model_uri,
+            "objective": [sweeps.OBJECTIVE_METRIC, score] if in_sweep and score is not None else None,
+            "registry": bool(cfg.registry.enabled or (cfg.registry.enabled is None and cfg.registry.thresholds)),
+        }
+        save = partial(packaging.save_model, package=package) if cfg.tracking.log_model and model_uri is None else None
+        folder = outage.keep_locally(work_dir / KEPT_FOLDER, record, run_logger.pending(), save, figures)
+        raise outage.KeptLocally(folder.resolve(), run_id) from None
+    return model_uri

@@ -1,0 +1,66 @@
+"""Fit and test one run's module: the trainer with its callbacks, Optuna's pruning, the tuner, then the test of the
+best checkpoint. Every DDP rank runs this; only rank 0's run logger writes anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mlproj import metrics
+from mlproj.plan import Plan, build_task
+from mlproj.sweeps import pruning
+from mlproj.training.signals import interrupts
+
+PRUNED = pruning.PRUNED
+
+
+def datamodule(cfg: DictConfig, plan: Plan) -> Any:
+    """What trainer.fit gets: the user's LightningDataModule, or mlproj's tables wrapped as one."""
+    if plan.prepared is None:
+        return plan.source
+    from mlproj.data.module import TablesModule
+    from mlproj.training.trainer import steps_per_chunk
+
+    return TablesModule(plan.source, plan.prepared, cfg.seed, steps_per_chunk(cfg.trainer))
+
+
+def fit_and_test(
+    cfg: DictConfig, plan: Plan, run_logger: Any, checkpoint_dir: Path, checkpoint: Path | None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Build the module and the trainer; fit (from `checkpoint` when resuming), then test the best checkpoint.
+    Returns (test metrics, the module with the best weights, how to rebuild its network), or ("pruned", ...)
+    for a trial Optuna stopped."""
+    from mlproj.training.names import check_logged_names
+    from mlproj.training.trainer import build_trainer
+
+    module, recipe = build_task(cfg, plan)
+    data = datamodule(cfg, plan)
+    objective = cfg.sweep.objective or metrics.main_metric(plan.metric_task, "val")
+    trial = pruning.trial_of(cfg)
+    extra = [check_logged_names(cfg)]
+    if trial is not None:
+        extra.append(pruning.reporter(trial, objective, plan.metric_task))
+    trainer = build_trainer(cfg.trainer, plan.metric_task, run_logger, checkpoint_dir, cfg.quiet, extra)
+    # TUNER: tune(cfg.tuner, trainer, module, data) before the first fit (merged from the trainer branch)
+    if fit(trainer, module, data, checkpoint) == PRUNED:
+        return PRUNED, module, recipe
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
+    with interrupts(trainer):
+        trainer.test(module, datamodule=data, ckpt_path=best or None, verbose=False)
+    results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test")}
+    return results, module, recipe
+
+
+def fit(trainer: Any, module: Any, data: Any, checkpoint: Path | None = None) -> str:
+    """trainer.fit, with Optuna's pruning turned into "pruned" (and interrupts as `interrupts` says)."""
+    try:
+        with interrupts(trainer):
+            trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
+    except Exception as exc:
+        if type(exc).__name__ == "TrialPruned":  # optuna is imported only in Optuna sweeps
+            return PRUNED
+        raise
+    return "done"
