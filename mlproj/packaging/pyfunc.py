@@ -9,7 +9,6 @@ predictions in the target's original units, or original labels. This module must
 
 from __future__ import annotations
 
-import importlib
 import json
 import tempfile
 import warnings
@@ -89,10 +88,7 @@ def load(path: str | Path) -> TabularPredictor:
         raise ModelLoadError(f"{path / META_FILE} is missing or not valid JSON: {exc}") from exc
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelLoadError(f"{path}: unknown model format {meta.get('format_version')!r}")
-    model_cfg = dict(meta["model"])
-    network = import_object(model_cfg.pop("_target_"))(
-        in_features=meta["in_features"], out_features=meta["out_features"], **model_cfg
-    )
+    network = build_network(meta, path)
     try:
         from safetensors.torch import load_file
 
@@ -108,9 +104,41 @@ def _load_pyfunc(data_path: str) -> TabularPredictor:
     return load(data_path)
 
 
-def import_object(dotted: str) -> Any:
-    module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+def build_network(meta: dict[str, Any], path: Path) -> torch.nn.Module:
+    """The network the JSON names, checked before anything is called: its class (and any nested one) must be a
+    torch.nn.Module from the model's own code folder or an installed package / the standard library."""
+    from mlproj.config import families
+    from mlproj.errors import ConfigError
+
+    try:
+        return families.build(
+            meta["model"],
+            "model",
+            f"{META_FILE} model",
+            required={"in_features": meta["in_features"], "out_features": meta["out_features"]},
+            origin=code_folder(path),
+        )
+    except ConfigError as exc:
+        raise ModelLoadError(f"{path / META_FILE}: {exc}") from None
+    except (KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"{path / META_FILE}: not an mlproj model description ({type(exc).__name__}: {exc})"
+        ) from None
+    except Exception as exc:  # the model's own constructor failed: one line, the cause kept for HYDRA_FULL_ERROR users
+        message = " ".join(str(exc).split())
+        raise ModelLoadError(f"{path / META_FILE}: building the model failed: {type(exc).__name__}: {message}") from exc
+
+
+def code_folder(path: Path) -> Path:
+    """The folder whose modules the model may name besides installed packages and the standard library.
+
+    In MLflow's layout the data is <model>/data/<name>/ and mlproj's code <model>/code/: that code folder. A bare
+    model folder (`save` output, no MLmodel) has no code of its own: the folder itself, which holds no module,
+    so only installed packages, the standard library and the mlproj that is loading it qualify."""
+    model_root = path.resolve().parent.parent
+    if (model_root / "MLmodel").is_file() and (model_root / "code").is_dir():
+        return model_root / "code"
+    return path.resolve()
 
 
 def pip_requirements() -> list[str]:
