@@ -234,20 +234,22 @@ def fit_and_test(
     best checkpoint. Returns (test metrics, the module with the best weights), or ("pruned", module) for a
     trial Optuna stopped. Every DDP rank runs this; only rank 0's `run_logger` writes anywhere."""
     import torch
-    from hydra.utils import instantiate
 
+    from mlproj.config import families
     from mlproj.sweeps import pruning
     from mlproj.training.trainer import build_batches, build_task, build_trainer
 
     pre, task = data.pre, data.task
-    network = instantiate(cfg.model, in_features=pre.num_features, out_features=pre.num_outputs)
-    scheduler = instantiate(cfg.scheduler) if cfg.scheduler else None
+    io = {"in_features": pre.num_features, "out_features": pre.num_outputs}
+    network = families.build(cfg.model, "model", "model", required=io)
+    # `_partial_: true` nodes: the task passes the parameters, and the optimizer to the scheduler.
+    scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if cfg.scheduler else None
     module = build_task(
         cfg.trainer,
         network,
         task,
         data.num_classes,
-        optimizer=instantiate(cfg.optimizer),
+        optimizer=families.build(cfg.optimizer, "optimizer", "optimizer"),
         scheduler=scheduler,
         target_mean=pre.target_mean,
         target_std=pre.target_std,
