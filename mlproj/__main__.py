@@ -93,7 +93,78 @@ def assign_gpu(cfg: DictConfig, job_num: int) -> None:
 
 
 def main() -> None:
+    check_hydra_nodes(sys.argv[1:])
     _main()
+
+
+def check_hydra_nodes(argv: list[str]) -> None:
+    """Refuse a hydra.callbacks / hydra.launcher / hydra.sweeper `_target_` outside its family, before Hydra
+    instantiates it (Hydra does so before the task function, so `_main` would be too late).
+
+    The config is composed as Hydra is about to (same search path, --config-dir/--config-name, run or multirun
+    mode; in multirun the sweep overrides are skipped, as Hydra does). Anything Hydra itself would refuse (a bad
+    argument, an override that does not compose) is left for Hydra to report, and --help, --cfg, --info and
+    shell completion instantiate nothing, so they are not checked."""
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return
+    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
+        return
+    cfg = _compose_like_hydra(args)
+    if cfg is None:
+        return
+    from mlproj.config.families import check_hydra_targets
+
+    try:
+        check_hydra_targets(cfg)
+    except ConfigError as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"mlproj: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _compose_like_hydra(args: object) -> DictConfig | None:
+    """hydra/_internal/utils.py `_run_hydra`'s composition; None where it fails (Hydra will say why)."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import (
+        create_automatic_config_search_path,
+        detect_calling_file_or_module_from_task_function,
+        detect_task_name,
+    )
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    config_name = getattr(args, "config_name", None) or "config"
+    config_path = getattr(args, "config_path", None) or config_dir()
+    try:
+        calling_file, calling_module = detect_calling_file_or_module_from_task_function(_main)
+        search_path = create_automatic_config_search_path(calling_file, calling_module, config_path)
+        config_dir_arg = getattr(args, "config_dir", None)
+        if config_dir_arg is not None:
+            from hydra.core.config_search_path import SearchPathQuery
+
+            abs_dir = os.path.abspath(config_dir_arg)
+            if not os.path.isdir(abs_dir):
+                return None
+            search_path.prepend(provider="command-line", path=f"file://{abs_dir}", anchor=SearchPathQuery("schema"))
+        hydra = Hydra.create_main_hydra2(
+            task_name=detect_task_name(calling_file, calling_module), config_search_path=search_path
+        )
+        overrides = list(getattr(args, "overrides", []))
+        mode = RunMode.MULTIRUN if getattr(args, "multirun", False) else hydra.get_mode(config_name, overrides)
+        return hydra.compose_config(config_name, overrides, run_mode=mode or RunMode.RUN)
+    except Exception:  # Hydra reports it, as it does today
+        return None
+    finally:
+        GlobalHydra.instance().clear()
 
 
 if __name__ == "__main__":

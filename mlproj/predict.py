@@ -30,6 +30,14 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(path, index=False)
 
 
+def _error(message: str) -> int:
+    """One line on stderr (the last line of a multi-line message: where MLflow puts the cause), exit 1."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()] or ["unknown error"]
+    line = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    print(f"mlproj: error: {line}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mlproj.predict", description=__doc__.splitlines()[0])
     p.add_argument("model", help="models:/NAME@champion, models:/NAME/VERSION, models:/m-<id>, runs:/<id>/model")
@@ -51,15 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_registry_uri(args.registry_uri)
     try:
         rows = read_rows(args.input)
+    except (FileNotFoundError, ValueError) as exc:
+        return _error(str(exc))
+    try:
         model = mlflow.pyfunc.load_model(args.model)
+    except Exception as exc:  # not found, damaged, tampered (ModelLoadError, possibly from the model's own code/)
+        return _error(f"cannot load {args.model}: {getattr(exc, 'message', None) or exc}")
+    try:
         params = {"probabilities": True} if args.probabilities else None
         # Only the model's own columns go in (IDs and the target may sit in the file): MLflow would warn.
         wanted = model.metadata.get_input_schema().input_names()
         predictions = model.predict(rows[[c for c in rows.columns if c in wanted]], params=params)
-    except (FileNotFoundError, MlflowException, ValueError) as exc:
-        message = getattr(exc, "message", str(exc)).split("Error: ")[-1].splitlines()[-1]
-        print(f"mlproj.predict: error: {message}", file=sys.stderr)
-        return 1
+    except (MlflowException, ValueError) as exc:
+        return _error(getattr(exc, "message", str(exc)).split("Error: ")[-1])
     out = pd.concat([rows.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
     write_table(out, args.output)
     print(f"{len(out)} predictions from {args.model} written to {args.output}")
