@@ -81,7 +81,9 @@ def processes_per_node(devices: Any) -> int | None:
 def check_config(cfg: DictConfig) -> None:
     """Cross-field checks that need no data. Raises ConfigError naming the key."""
     # Hydra's own node (present in callbacks) has keys that are only filled per job: not ours to check.
-    missing = {f"{top}.{k}" for top in cfg if top != "hydra" for k in _missing(cfg[top])}
+    missing = {
+        k if k.startswith(f"{top}.") else f"{top}.{k}" for top in cfg if top != "hydra" for k in _missing(cfg[top])
+    }
     if missing:
         key = sorted(missing)[0]
         raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")
