@@ -72,8 +72,9 @@ class TabularTask(pl.LightningModule):
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.accumulate_grad_batches = max(1, int(accumulate_grad_batches))
         self._accumulated = 0  # minibatches whose gradients wait for the next optimizer step
-        # Set by mlproj.training.tuning while Lightning's Tuner runs: its sweeps diverge on purpose.
-        self.tuning = False
+        # The finder of Lightning's Tuner running ("lr_find", "scale_batch_size"), set by
+        # mlproj.training.tuning: its sweeps diverge on purpose.
+        self.tuning = ""
         self.log_every_n_steps = log_every_n_steps
         self.task = task
         self.binary = task != REGRESSION and num_classes == 2
@@ -125,6 +126,11 @@ class TabularTask(pl.LightningModule):
         pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         # A chunk is a list of (x, y) pairs; a single minibatch is (x, y), or [x, y] from a DataLoader's collate.
         chunk = batch if isinstance(batch, list) and not isinstance(batch[0], torch.Tensor) else [batch]
+        if self.tuning == "lr_find" and len(chunk) > 1:
+            raise RuntimeError(
+                "the learning-rate finder needs one minibatch per training step: the datamodule must expose "
+                "its chunking as `chunk` (mlproj.training.tuning sets it to 1)"
+            )
         k = self.accumulate_grad_batches
         last_of_epoch = k > 1 and self._epoch_ends_here()
         for i, (x, y) in enumerate(chunk):
