@@ -152,6 +152,7 @@ def test_other_trainer_flags_reach_lightning(tmp_path):
         ("+callbacks.x._target_=no.such.Thing", "callbacks.x._target_='no.such.Thing' cannot be imported"),
         ("+callbacks=lr_monitor +callbacks.lr_monitor.every=2", "callbacks.lr_monitor.every is not a parameter"),
         ("tuner.min_lr=2 tuner.max_lr=1", "tuner.min_lr=2.0 must be > 0 and below"),
+        ("tuner.lr_find=true trainer.devices=2", "tuner.lr_find / tuner.scale_batch_size run on one device"),
     ],
 )
 def test_bad_flags_are_refused_at_startup_in_one_line(make_cfg, override, message):

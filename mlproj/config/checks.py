@@ -152,6 +152,12 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"tuner.min_lr={tuner.min_lr} must be > 0 and below tuner.max_lr={tuner.max_lr}")
         for key in ("num_training", "max_trials", "steps_per_trial", "init_val"):
             _at_least(f"tuner.{key}", tuner[key], 1)
+        several = t.strategy == Strategy.ddp or (processes_per_node(devices) or 1) > 1 or t.num_nodes > 1
+        if (tuner.lr_find or tuner.scale_batch_size) and several:
+            raise ConfigError(
+                "tuner.lr_find / tuner.scale_batch_size run on one device (Lightning's Tuner does not support "
+                "distributed training): tune with trainer.devices=1, then train with the result"
+            )
     if t.strategy == Strategy.single_device and ((processes_per_node(devices) or 1) > 1 or t.num_nodes > 1):
         raise ConfigError(
             "trainer.strategy=single_device needs trainer.devices=1 and trainer.num_nodes=1; use trainer.strategy=ddp"

@@ -63,15 +63,16 @@ def tune(cfg_tuner: Any, trainer: Any, module: Any, datamodule: Any) -> dict[str
                 num_training=cfg_tuner.num_training,
                 update_attr=not owns_lr,
             )
-            lr = finder.suggestion() if finder is not None else None
-            if lr is None or not math.isfinite(lr):
+            lr = finder.suggestion() if finder is not None else None  # None: fast_dev_run skips it
+            if finder is not None and (lr is None or not math.isfinite(lr)):
                 raise RuntimeError(
                     "tuner.lr_find found no learning rate (too few points: raise tuner.num_training or "
                     "trainer.max_epochs, or widen tuner.min_lr..tuner.max_lr)"
                 )
-            if owns_lr:
-                set_lr(module, lr)
-            found["tuned_lr"] = float(lr)
+            if lr is not None:
+                if owns_lr:
+                    set_lr(module, lr)
+                found["tuned_lr"] = float(lr)
     finally:
         _tuning(module, "")
         if chunk is not None:
