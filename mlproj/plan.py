@@ -52,7 +52,7 @@ class Plan:
 def make_plan(cfg: DictConfig) -> Plan:
     """All startup checks, in layers: config alone, `_target_` families and signatures, devices, then the data
     (built and prepared) and the metric names it fixes."""
-    from mlproj.training.flags import check_trainer_flags
+    from mlproj.config.flags import check_trainer_flags
 
     check_config(cfg)
     families.check_targets(cfg)
@@ -142,8 +142,11 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
     sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss)}
     network = families.build(cfg.model, "model", "model", required=sizes)
     scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if _is_set(cfg.scheduler) else None
+    from mlproj.config.flags import extra_flags
+
     pre = plan.pre
     t = cfg.trainer
+    flags = extra_flags(t)  # Trainer flags the built-in task implements itself (manual optimization)
     module = families.build(
         cfg.task,
         "task",
@@ -160,6 +163,8 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
             "target_mean": pre.target_mean if pre is not None else 0.0,
             "target_std": pre.target_std if pre is not None else 1.0,
             "gradient_clip_val": t.gradient_clip_val,
+            "gradient_clip_algorithm": flags.get("gradient_clip_algorithm") or "norm",
+            "accumulate_grad_batches": flags.get("accumulate_grad_batches") or 1,
             "log_every_n_steps": t.log_every_n_steps,
             "compile": t.compile,
         },

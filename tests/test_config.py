@@ -28,13 +28,15 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
     extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
-    cfg = make_cfg(f"{group}={option}", *extra)
+    append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
+    cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
     check_targets(cfg)
 
 
 def test_groups_are_the_documented_ones():
     assert GROUPS == [
+        "callbacks",
         "data",
         "debug",
         "experiment",
@@ -49,6 +51,7 @@ def test_groups_are_the_documented_ones():
         "trainer",
     ]
     assert options("hparams_search") == ["optuna"]
+    assert options("callbacks") == ["lr_monitor"]
     assert options("data") == [
         "breast_cancer",
         "csv",

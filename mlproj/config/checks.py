@@ -18,6 +18,7 @@ from mlproj.config.schema import (
     SweepConfig,
     TrackingConfig,
     TrainerConfig,
+    TunerConfig,
 )
 from mlproj.errors import ConfigError
 
@@ -26,6 +27,7 @@ _SECTIONS = {
     "tracking": TrackingConfig,
     "registry": RegistryConfig,
     "sweep": SweepConfig,
+    "tuner": TunerConfig,
 }
 
 
@@ -40,6 +42,11 @@ def _check_known_keys(cfg: DictConfig) -> None:
             raise ConfigError(f"{top} is not a setting; top-level keys: {', '.join(nodes)}")
         schema = _SECTIONS.get(str(top))
         if schema is None or not OmegaConf.is_dict(cfg[top]):
+            continue
+        if top == "trainer":  # any pytorch_lightning.Trainer argument too; Lightning imported only for those
+            from mlproj.config.flags import check_trainer_flags
+
+            check_trainer_flags(cfg[top])
             continue
         known = [f.name for f in fields(schema)]
         for key in cfg[top]:
@@ -88,6 +95,10 @@ def check_config(cfg: DictConfig) -> None:
         key = sorted(missing)[0]
         raise ConfigError(f"{key} is required{_REQUIRED_HINTS.get(key, '')}; set it with {key}=...")
     _check_known_keys(cfg)
+    if cfg.get("callbacks"):
+        from mlproj.config.flags import check_callbacks
+
+        check_callbacks(cfg.callbacks)
     t = cfg.trainer
     _at_least("trainer.max_epochs", t.max_epochs, 1)
     _at_least("trainer.min_epochs", t.min_epochs, 0)
@@ -109,6 +120,18 @@ def check_config(cfg: DictConfig) -> None:
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
     _at_least("trainer.num_nodes", t.num_nodes, 1)
+    tuner = cfg.get("tuner")
+    if tuner is not None:
+        if not 0 < tuner.min_lr < tuner.max_lr:
+            raise ConfigError(f"tuner.min_lr={tuner.min_lr} must be > 0 and below tuner.max_lr={tuner.max_lr}")
+        for key in ("num_training", "max_trials", "steps_per_trial", "init_val"):
+            _at_least(f"tuner.{key}", tuner[key], 1)
+        several = t.strategy == Strategy.ddp or (processes_per_node(devices) or 1) > 1 or t.num_nodes > 1
+        if (tuner.lr_find or tuner.scale_batch_size) and several:
+            raise ConfigError(
+                "tuner.lr_find / tuner.scale_batch_size run on one device (Lightning's Tuner does not support "
+                "distributed training): tune with trainer.devices=1, then train with the result"
+            )
     if t.strategy == Strategy.single_device and ((processes_per_node(devices) or 1) > 1 or t.num_nodes > 1):
         raise ConfigError(
             "trainer.strategy=single_device needs trainer.devices=1 and trainer.num_nodes=1; use trainer.strategy=ddp"

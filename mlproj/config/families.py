@@ -297,7 +297,7 @@ def _check(node: Any, family: str, key: str, required: set[str], offered: set[st
             continue
         _refuse_nested(sub, value, target)
         if resolved and name in hints:
-            _check_value(sub, value, hints[name])
+            check_value(sub, value, hints[name])
     return _Checked(cls, given, partial, set(accepted), nested)
 
 
@@ -364,7 +364,7 @@ def _type_hints(obj: Any) -> dict[str, Any]:
         return {}
 
 
-def _check_value(key: str, value: Any, hint: Any) -> None:
+def check_value(key: str, value: Any, hint: Any) -> None:
     try:
         from pydantic import TypeAdapter, ValidationError
     except ImportError:  # a serving environment without pydantic: keys are still checked

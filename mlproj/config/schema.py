@@ -82,6 +82,29 @@ class TrainerConfig:
     # amortise Lightning's per-step loop overhead. None: automatic (32; 1 when limit_train_batches,
     # overfit_batches or fast_dev_run count batches). trainer.global_step always counts optimizer steps.
     steps_per_chunk: int | None = None
+    # Any other pytorch_lightning.Trainer argument can be added with +trainer.<name>=<value> (checked against
+    # Trainer's signature and type hints by mlproj.config.flags); accumulate_grad_batches and
+    # gradient_clip_algorithm are implemented by mlproj's task itself (manual optimization).
+
+
+class TunerMode(str, enum.Enum):
+    power = "power"  # doubles the batch size until it fails
+    binsearch = "binsearch"  # then narrows down between the last success and the failure
+
+
+@dataclass
+class TunerConfig:
+    """Lightning's Tuner before training; what it finds is logged on the run (tuned_lr, tuned_batch_size)."""
+
+    lr_find: bool = False  # sweep the learning rate, train with the suggested one
+    min_lr: float = 1e-6
+    max_lr: float = 1.0
+    num_training: int = 100  # learning rates tried (training steps)
+    scale_batch_size: bool = False  # the largest batch size that fits in memory
+    mode: TunerMode = TunerMode.power
+    max_trials: int = 25
+    steps_per_trial: int = 3
+    init_val: int = 2  # the first batch size tried
 
 
 @dataclass
@@ -157,6 +180,10 @@ class Config:
     # "min" or "max" for metric names whose direction mlproj cannot know (what a task of your own logs)
     metric_directions: dict[str, str] = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # name -> a `_target_` node of a pytorch_lightning Callback (+callbacks=lr_monitor, or
+    # +callbacks.<name>._target_=<class>), added to mlproj's own callbacks.
+    callbacks: dict[str, Any] = field(default_factory=dict)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)

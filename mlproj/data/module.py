@@ -14,7 +14,8 @@ from mlproj.data.base import DataSource
 class TablesModule(pl.LightningDataModule):
     def __init__(self, source: DataSource, prepared: Any, seed: int, steps_per_chunk: int) -> None:
         super().__init__()
-        self.source, self.prepared, self.seed, self.steps_per_chunk = source, prepared, seed, steps_per_chunk
+        self.source, self.prepared, self.seed = source, prepared, seed
+        self.chunk = steps_per_chunk  # minibatches per training step (the tuner sets 1 while it searches)
 
     @property
     def batch_size(self) -> int:
@@ -27,7 +28,7 @@ class TablesModule(pl.LightningDataModule):
     def _loader(self, split: str) -> Any:
         # Made afresh per call (cheap: in-memory tables are views of the same tensors), so a new batch size or
         # chunking applies; a streamed table opens a new DataLoader.
-        return self.source.loaders(self.prepared, self.seed, self.steps_per_chunk)[split]
+        return self.source.loaders(self.prepared, self.seed, self.chunk)[split]
 
     def train_dataloader(self) -> Any:
         return self._loader("train")

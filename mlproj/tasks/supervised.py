@@ -11,6 +11,14 @@ per-step bookkeeping (~0.8 ms on CPU, more than the step of a small MLP) is paid
 optimizer steps and clipping still go through Lightning (`manual_backward`, `LightningOptimizer.step`,
 `clip_gradients`), so precision plugins, DDP gradient sync and `trainer.global_step` (which counts
 optimizer steps) behave as in automatic optimization.
+
+With `accumulate_grad_batches=k` the gradients of k minibatches (each loss scaled by 1/k) make one optimizer
+step, counted across chunk boundaries, with a last, shorter group at the end of an epoch: as Lightning does in
+automatic optimization, where it refuses the flag for manual optimization.
+
+Schedulers: an "epoch"-interval one (the config's `scheduler`) is stepped once per epoch; a "step"-interval
+one once per training step (what Lightning's learning-rate finder installs). `training_step` returns the
+mean loss of its minibatches, which the learning-rate finder records.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class SupervisedTask(pl.LightningModule):
         target_mean: float = 0.0,
         target_std: float = 1.0,
         gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        accumulate_grad_batches: int = 1,
         log_every_n_steps: int | None = None,
         compile: bool = False,
     ) -> None:
@@ -84,6 +94,12 @@ class SupervisedTask(pl.LightningModule):
             torch.compile(model.forward) if compile else None
         )
         self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.accumulate_grad_batches = max(1, int(accumulate_grad_batches))
+        self._accumulated = 0  # minibatches whose gradients wait for the next optimizer step
+        # The finder of Lightning's Tuner running ("lr_find", "scale_batch_size"), set by
+        # mlproj.training.tuning: its sweeps diverge on purpose.
+        self.tuning = ""
         self.log_every_n_steps = log_every_n_steps
         self.task = task
         self.num_classes = num_classes
@@ -136,22 +152,54 @@ class SupervisedTask(pl.LightningModule):
         self.stage_metrics["_" + stage].update(*self._for_metrics(out, y))
         return loss
 
-    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> None:
-        """One optimizer step per minibatch of the chunk; metric updates batched per chunk, on the device."""
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor:
+        """One optimizer step per minibatch of the chunk (per `accumulate_grad_batches` minibatches); metric
+        updates batched per chunk, on the device. Returns the chunk's mean loss (detached)."""
         optimizer, forward = self.optimizers(), self._compiled or self.model
         pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         # A chunk is a list of (x, y) pairs; a single minibatch is (x, y), or [x, y] from a DataLoader's collate.
         chunk = batch if isinstance(batch, list) and not isinstance(batch[0], torch.Tensor) else [batch]
-        for x, y in chunk:
+        if self.tuning == "lr_find" and len(chunk) > 1:
+            raise RuntimeError(
+                "the learning-rate finder needs one minibatch per training step: the datamodule must expose "
+                "its chunking as `chunk` (mlproj.training.tuning sets it to 1)"
+            )
+        k = self.accumulate_grad_batches
+        last_of_epoch = k > 1 and self._epoch_ends_here()
+        for i, (x, y) in enumerate(chunk):
             loss, out = self._loss(forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+            if k == 1:
+                optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss / k if k > 1 else loss)
             pending.append((loss.detach(), out.detach(), y))
+            self._accumulated += 1
+            if self._accumulated < k and not (last_of_epoch and i == len(chunk) - 1):
+                continue
+            optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+            if k > 1:
+                optimizer.zero_grad(set_to_none=True)
+            self._accumulated = 0
             if self.log_every_n_steps and self.global_step % self.log_every_n_steps == 0:
                 self._update_train_metrics(pending)
                 self._log_steps()
+        losses = [p[0] for p in pending]
         self._update_train_metrics(pending)
+        self._step_scheduler("step")
+        return torch.stack(losses).mean() if losses else loss.detach()
+
+    def _epoch_ends_here(self) -> bool:
+        """Whether this training step holds the epoch's last minibatch (then a partial accumulation steps)."""
+        trainer = self.trainer
+        if trainer.is_last_batch:
+            return True
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        return progress.current.ready >= trainer.num_training_batches
+
+    def on_train_start(self) -> None:
+        # The tables move to the training device once, so a step slices device memory (no per-step copy).
+        _to_device(self.trainer.train_dataloader, self.device)
+        self._accumulated = 0
+        self.optimizers().zero_grad(set_to_none=True)
 
     def _update_train_metrics(self, pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
         """One update for a chunk's minibatches: an update costs ~0.1 ms on CPU, almost whatever its size."""
@@ -179,7 +227,11 @@ class SupervisedTask(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Where Lightning clips in automatic optimization: gradients are unscaled (16-mixed) by now.
         if self.gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
+            )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -197,7 +249,7 @@ class SupervisedTask(pl.LightningModule):
             **self.stage_metrics["_" + stage].compute(),
         }
         # Checked once per epoch, not per step: a per-step check would synchronise the GPU every batch.
-        if stage == "train" and not torch.isfinite(values["train_loss"]):
+        if stage == "train" and not self.tuning and not torch.isfinite(values["train_loss"]):
             raise TrainingDiverged(
                 f"train_loss is {float(values['train_loss'])} at epoch {self.current_epoch}: training diverged "
                 "(lower optimizer.lr, or set trainer.gradient_clip_val)"
@@ -211,23 +263,21 @@ class SupervisedTask(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
-        self._step_scheduler()
+        self._step_scheduler("epoch")
 
-    def _step_scheduler(self) -> None:
-        """Per epoch, after validation (manual optimization leaves schedulers to the module)."""
-        scheduler = self.lr_schedulers()
-        if scheduler is None:
-            return
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            value = self.trainer.callback_metrics.get(self.monitor)
-            if value is not None:  # None: no validation this epoch
-                scheduler.step(value)
-        else:
-            scheduler.step()
-
-    # The tables move to the training device once, so a step slices device memory (no per-step copy).
-    def on_train_start(self) -> None:
-        _to_device(self.trainer.train_dataloader, self.device)
+    def _step_scheduler(self, interval: str) -> None:
+        """The schedulers of this interval: "epoch" after validation, "step" after each training step
+        (manual optimization leaves schedulers to the module)."""
+        for config in self.trainer.lr_scheduler_configs:
+            if config.interval != interval:
+                continue
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                value = self.trainer.callback_metrics.get(config.monitor or self.monitor)
+                if value is not None:  # None: no validation this epoch
+                    scheduler.step(value)
+            else:
+                scheduler.step()
 
     def on_train_epoch_start(self) -> None:
         # The epoch's permutation follows the trainer's epoch, so a resumed run shuffles as an uninterrupted one.

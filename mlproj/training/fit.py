@@ -34,6 +34,7 @@ def fit_and_test(
     for a trial Optuna stopped."""
     from mlproj.training.names import check_logged_names
     from mlproj.training.trainer import build_trainer
+    from mlproj.training.tuning import tune
 
     module, recipe = build_task(cfg, plan)
     data = datamodule(cfg, plan)
@@ -42,8 +43,14 @@ def fit_and_test(
     extra = [check_logged_names(cfg)]
     if trial is not None:
         extra.append(pruning.reporter(trial, objective, plan.metric_task))
-    trainer = build_trainer(cfg.trainer, plan.metric_task, run_logger, checkpoint_dir, cfg.quiet, extra)
-    # TUNER: tune(cfg.tuner, trainer, module, data) before the first fit (merged from the trainer branch)
+    manual = not module.automatic_optimization
+    trainer = build_trainer(
+        cfg.trainer, plan.metric_task, run_logger, checkpoint_dir, cfg.quiet, extra, cfg.callbacks, manual
+    )
+    if checkpoint is None:  # a resumed run keeps what its first start found
+        tuned = tune(cfg.tuner, trainer, module, data)
+        if tuned:
+            run_logger.log_metrics(tuned, step=0)  # tuned_lr / tuned_batch_size on the run
     if fit(trainer, module, data, checkpoint) == PRUNED:
         return PRUNED, module, recipe
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

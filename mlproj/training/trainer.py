@@ -22,6 +22,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
+from mlproj.config.flags import TASK_FLAGS, build_callbacks, check_trainer_flags, extra_flags
 from mlproj.config.schema import Accelerator, ProgressMode, Strategy, TrainerConfig
 from mlproj.data.batches import TensorBatches
 from mlproj.tasks.supervised import SupervisedTask
@@ -156,9 +157,16 @@ AUTO_STEPS_PER_CHUNK = 32  # Lightning's ~0.8 ms per training step becomes ~0.03
 
 
 def steps_per_chunk(cfg: TrainerConfig) -> int:
-    """Optimizer steps per training step; 1 where Lightning counts training batches, so they stay minibatches."""
+    """Optimizer steps per training step; 1 where Lightning counts training batches, so they stay minibatches
+    (batch limits, fast_dev_run, an int `val_check_interval`, max_steps/min_steps)."""
     limit = cfg.limit_train_batches
     if cfg.fast_dev_run or cfg.overfit_batches or not (isinstance(limit, float) and limit == 1.0):
+        return 1
+    flags = extra_flags(cfg)
+    interval = flags.get("val_check_interval")
+    if isinstance(interval, int) and not isinstance(interval, bool):
+        return 1
+    if flags.get("max_steps", -1) not in (-1, None) or flags.get("min_steps") is not None:
         return 1
     return cfg.steps_per_chunk or AUTO_STEPS_PER_CHUNK
 
@@ -187,13 +195,17 @@ def build_batches(
 def build_task(
     cfg: TrainerConfig, network: torch.nn.Module, task: str, num_classes: int, **kwargs: Any
 ) -> SupervisedTask:
-    """The LightningModule with the trainer options it implements itself (manual optimization)."""
+    """The LightningModule with the trainer options it implements itself (manual optimization): clipping and
+    gradient accumulation."""
+    flags = extra_flags(cfg)
     return SupervisedTask(
         network,
         task,
         num_classes,
         monitor=cfg.monitor,
         gradient_clip_val=cfg.gradient_clip_val,
+        gradient_clip_algorithm=flags.get("gradient_clip_algorithm") or "norm",
+        accumulate_grad_batches=flags.get("accumulate_grad_batches") or 1,
         log_every_n_steps=cfg.log_every_n_steps,
         compile=cfg.compile,
         **kwargs,
@@ -207,7 +219,19 @@ def build_trainer(
     checkpoint_dir: Path,
     quiet: bool = False,
     extra_callbacks: list[pl.Callback] | None = None,
+    callbacks: Any = None,
+    manual_optimization: bool = True,
 ) -> pl.Trainer:
+    """The Trainer for a run: mlproj's checkpoints, early stopping, progress and run logger, the `callbacks`
+    config node (name -> `_target_` node, see flags.build_callbacks), and every extra `+trainer.X` flag.
+
+    `manual_optimization`: whether the module optimizes itself (mlproj's SupervisedTask does): then
+    `gradient_clip_val`, `gradient_clip_algorithm` and `accumulate_grad_batches` are the module's to apply
+    (build_task passes them), since Lightning refuses or ignores them there; for a module with automatic
+    optimization (a user's own LightningModule) they go to pl.Trainer.
+    """
+    flags = extra_flags(cfg)
+    check_trainer_flags(cfg)
     monitor = cfg.monitor
     mode = metrics.mode(monitor, task)
     checkpoint = ModelCheckpoint(
@@ -223,11 +247,15 @@ def build_trainer(
         dirpath=str(checkpoint_dir), filename="interrupted", save_top_k=0, save_on_exception=True, monitor=None
     )
     progress = [] if quiet else progress_callbacks(ProgressMode(cfg.progress_bar).value, cfg.max_epochs)
-    callbacks: list[pl.Callback] = [checkpoint, interrupted, *progress, *(extra_callbacks or [])]
+    chosen = [checkpoint, interrupted, *progress, *(extra_callbacks or []), *build_callbacks(callbacks)]
     if cfg.early_stopping:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
+        chosen.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
     devices = list(cfg.devices) if OmegaConf.is_list(cfg.devices) else cfg.devices
-    return pl.Trainer(
+    if manual_optimization:
+        flags = {k: v for k, v in flags.items() if k not in TASK_FLAGS}
+    else:
+        flags.setdefault("gradient_clip_val", cfg.gradient_clip_val)
+    defaults: dict[str, Any] = dict(
         accelerator=Accelerator(cfg.accelerator).value,
         devices=devices,
         precision=cfg.precision,
@@ -247,7 +275,8 @@ def build_trainer(
         log_every_n_steps=1,
         enable_model_summary=cfg.model_summary and not quiet,
         logger=run_logger,
-        callbacks=callbacks,
+        callbacks=chosen,
         default_root_dir=str(checkpoint_dir.parent),
         num_sanity_val_steps=0,
     )
+    return pl.Trainer(**{**defaults, **flags})
