@@ -149,5 +149,6 @@ def test_the_shared_table_keys_in_conf_are_the_sources_defaults():
     defaults = {
         f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
         for f in dataclasses.fields(TableSource)
+        if f.name != "target"  # set by the options that need one (csv, parquet_stream)
     }
     assert yaml == defaults

@@ -21,7 +21,9 @@ def small_model(tmp_path: Path) -> tuple[Path, pd.DataFrame, packaging.TabularPr
     pre = Preprocessor.fit(raw, target, "regression")
     net = MLP(pre.num_features, 1, hidden_sizes=[8])
     path = tmp_path / "model"
-    packaging.save(net, {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}, pre, path)
+    packaging.save(
+        packaging.Package.for_table(net, {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}, pre, raw), path
+    )
     return path, raw, packaging.TabularPredictor(net, pre)
 
 

@@ -32,7 +32,10 @@ def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r
     bunch = load_diabetes(as_frame=True)
     pre = Preprocessor.fit(bunch.data, bunch.target, "regression")
     with mlflow.start_run(run_name=name) as run:
-        info = packaging.log_model(Linear(pre.num_features, 1), {"_target_": "mlproj.models.Linear"}, pre, bunch.data)
+        package = packaging.Package.for_table(
+            Linear(pre.num_features, 1), {"_target_": "mlproj.models.Linear"}, pre, bunch.data
+        )
+        info = packaging.log_model(package)
         mlflow.log_metrics(values)
         mlflow.set_tags(
             {"mlproj.task": "regression", "mlproj.data.name": "diabetes", "mlproj.model_uri": info.model_uri}

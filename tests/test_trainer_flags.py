@@ -16,8 +16,9 @@ import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.loggers.logger import DummyLogger
 
-from mlproj.config import TrainerConfig, TunerConfig, check_config
+from mlproj.config.checks import check_config
 from mlproj.config.flags import build_callbacks, check_trainer_flags
+from mlproj.config.schema import TrainerConfig, TunerConfig
 from mlproj.data.batches import TensorBatches
 from mlproj.errors import ConfigError
 from mlproj.training.trainer import RunLogger, build_batches, build_task, build_trainer, steps_per_chunk

@@ -178,5 +178,10 @@ class TableFile(TableSource):
         return Table(frame, target, path.name.split(".")[0], str(path.resolve()), dropped_target_rows=dropped)
 
 
-def load_table(source: TableSource) -> Table:
+def load_table(source: Any) -> Table:
+    """The raw table of a source, or of a `data` config node (built as a run builds it)."""
+    if not isinstance(source, TableSource):
+        from mlproj.config import families
+
+        source = families.build(source, "data", "data")
     return source.table()

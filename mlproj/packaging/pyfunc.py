@@ -117,14 +117,14 @@ def load(path: str | Path) -> TabularPredictor | TensorPredictor:
     return TensorPredictor(network, meta.get("shape") or [], str(meta.get("kind")), meta.get("labels") or [])
 
 
-def code_folder(data_path: Path) -> Path | None:
-    """The model's code/ folder (MLflow's layout: <model>/data/<name>/ beside <model>/code/), if any: the only
-    place outside the installed packages where the classes of the JSON may come from."""
+def code_folder(data_path: Path) -> Path:
+    """The one folder outside the installed packages whose modules the JSON may name. In MLflow's layout
+    (<model>/data/<name>/ beside <model>/code/) that code folder; a bare model folder (`save`'s output) has no
+    code of its own: the folder itself, which holds no module, so only installed packages qualify."""
     for parent in data_path.resolve().parents[:3]:
-        if (parent / "MLmodel").is_file():
-            code = parent / "code"
-            return code if code.is_dir() else None
-    return None
+        if (parent / "MLmodel").is_file() and (parent / "code").is_dir():
+            return parent / "code"
+    return data_path.resolve()
 
 
 def _load_pyfunc(data_path: str) -> TabularPredictor | TensorPredictor:

@@ -99,7 +99,7 @@ def test_a_bad_override_is_still_hydras_to_report(tmp_path, monkeypatch, capsys)
 
 def tamper(meta_file: Path, model: dict) -> None:
     meta = json.loads(meta_file.read_text())
-    meta["model"] = model
+    meta["node"] = model  # what the packaged network is rebuilt from
     meta_file.write_text(json.dumps(meta))
 
 
@@ -118,12 +118,13 @@ def test_tampered_packaged_model_is_refused_without_calling_it(tmp_path):
 def test_model_class_from_outside_its_code_and_the_installed_packages_is_refused(tmp_path, monkeypatch):
     path, _, _ = small_model(tmp_path)
     marker = tmp_path / "evil-imported"
-    (tmp_path / "evil.py").write_text(
+    # A name no test imported before: a module already imported by trusted code may be named (it runs nothing new).
+    (tmp_path / "evil_outside.py").write_text(
         f"open({str(marker)!r}, 'w').close()\nimport torch\nclass Net(torch.nn.Linear):\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))  # `python -m` puts the current directory first
-    tamper(path / "mlproj.json", {"_target_": "evil.Net"})
-    with pytest.raises(packaging.ModelLoadError, match=r"evil.py, which is neither the model's code folder"):
+    tamper(path / "mlproj.json", {"_target_": "evil_outside.Net"})
+    with pytest.raises(packaging.ModelLoadError, match=r"evil_outside.py, which is neither the model's code folder"):
         packaging.load(path)
     assert not marker.exists()
 
@@ -136,8 +137,9 @@ def test_tampered_mlflow_model_is_refused_by_mlflow_and_predict_in_one_line(tmp_
     monkeypatch.setattr(sys, "path", list(sys.path))  # MLflow prepends the model's code/ folder
     _, raw, original = small_model(tmp_path)
     folder = tmp_path / "mlflow_model"
+    model_cfg = {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}
     packaging.save_model(
-        folder, original.network, {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}, original.pre, houses_frame(60)
+        folder, packaging.Package.for_table(original.network, model_cfg, original.pre, houses_frame(60))
     )
     victim = tmp_path / "victim.log"
     victim.write_text("precious\n")
