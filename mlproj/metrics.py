@@ -56,11 +56,16 @@ SPECS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
 MAIN_METRIC = {REGRESSION: "rmse", CLASSIFICATION: "accuracy"}
 
 
-def direction_of(torchmetric: str | type) -> bool:
+def direction_of(torchmetric: Any) -> bool:
     """torchmetrics' own `higher_is_better` of a Metric class (instantiated when only instances say it)."""
     import importlib
 
     cls = torchmetric
+    if not isinstance(cls, str | type):  # an instance: its class may say it only once built
+        value = getattr(cls, "higher_is_better", None)
+        if value is None:
+            raise ConfigError(f"{type(cls).__name__} does not say whether higher is better; set metric_directions")
+        return bool(value)
     if isinstance(cls, str):
         module, _, name = cls.rpartition(".")
         cls = getattr(importlib.import_module(module), name)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlproj import metrics
 from mlproj.config import families
@@ -54,6 +54,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     (built and prepared) and the metric names it fixes."""
     from mlproj.config.flags import check_trainer_flags
 
+    drop_table_defaults(cfg)
     check_config(cfg)
     families.check_targets(cfg)
     check_trainer_flags(cfg.trainer)
@@ -67,9 +68,38 @@ def make_plan(cfg: DictConfig) -> Plan:
     plan.task_class, plan.builtin = task_class, builtin
     if getattr(source, "streaming", False):
         check_streaming_limits(cfg)
-    metrics.declare(extra_directions(cfg) if builtin else {}, dict(cfg.metric_directions), cfg.trainer.monitor)
+    extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
+    metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
     check_task_metrics(cfg, plan.metric_task)
     return plan
+
+
+def drop_table_defaults(cfg: DictConfig) -> None:
+    """`data._target_=pkg.MyData` over a built-in option: the option's table keys came along (conf/data/common);
+    those the new class does not take and that still hold a built-in default are not the user's: dropped, so they
+    are neither refused nor logged. Any other value stays, and is refused by the class's signature."""
+    import dataclasses
+    import inspect
+
+    from mlproj.data.sources import SklearnDataset, SyntheticTable, TableFile
+
+    node = cfg.data
+    if not OmegaConf.is_dict(node) or "_target_" not in node:
+        return
+    params = inspect.signature(families.resolve(node, "data", "data")).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    defaults = {
+        (f.name, repr(f.default if f.default is not dataclasses.MISSING else f.default_factory()))
+        for cls in (SklearnDataset, SyntheticTable, TableFile)
+        for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+    values = OmegaConf.to_container(node, resolve=True)
+    stale = [k for k, v in values.items() if k not in params and k != "_target_" and (k, repr(v)) in defaults]
+    with open_dict(cfg):
+        for key in stale:
+            del cfg.data[key]
 
 
 def _tables(source: DataSource) -> Plan:
@@ -107,12 +137,15 @@ def _data_module(dm: Any) -> Plan:
     return Plan(dm, kind, classes, int(x[0].numel()), shape, object, True, example=x[:5].detach().cpu(), info=info)
 
 
-def extra_directions(cfg: DictConfig) -> dict[str, bool]:
-    """The config's extra metrics: base name -> torchmetrics' higher_is_better of the class."""
-    return {
-        str(name): metrics.direction_of(families.resolve(node, "metric", f"metrics.{name}"))
-        for name, node in cfg.metrics.items()
-    }
+def extra_directions(cfg: DictConfig, kind: str, num_classes: int) -> dict[str, bool]:
+    """The config's extra metrics: base name -> torchmetrics' own higher_is_better. A task wrapper such as
+    torchmetrics.CohenKappa says it only once built (it becomes BinaryCohenKappa, ...): then one is built."""
+    found = {}
+    for name, make in metric_factories(cfg, kind, num_classes).items():
+        cls = families.resolve(cfg.metrics[name], "metric", f"metrics.{name}")
+        value = getattr(cls, "higher_is_better", None)
+        found[name] = metrics.direction_of(make() if value is None else cls)
+    return found
 
 
 def metric_factories(cfg: DictConfig, kind: str, num_classes: int) -> dict[str, Any]:

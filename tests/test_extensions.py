@@ -1,0 +1,119 @@
+"""Every extension point, trained through mlproj's own path (`mlproj.train.run`, a real sqlite store):
+a user's data module, a user's task module, a loss, a metric, a Trainer flag, a callback, the tuner."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from mlproj import metrics
+from mlproj.errors import ConfigError
+from mlproj.train import run
+from tests.conftest import QUICK
+
+
+def _run(make_cfg, store, tmp_path, *overrides):
+    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", *overrides)
+    result = run(cfg, list(overrides), tmp_path / "out")
+    found = MlflowClient(store).get_run(result.run_id)
+    assert found.info.status == "FINISHED"
+    return result, found
+
+
+def _load(result):
+    import mlflow
+
+    mlflow.set_tracking_uri(result.tracking_uri)
+    return mlflow.pyfunc.load_model(result.model_uri)
+
+
+def test_a_users_data_module_trains_the_builtin_task(make_cfg, store, tmp_path):
+    result, found = _run(make_cfg, store, tmp_path, "data._target_=tests.extensions.LinearData")
+    assert {"test_rmse", "test_r2", "val_rmse"} <= set(found.data.metrics)
+    assert found.data.tags["mlproj.data.name"] == "LinearData" and found.data.tags["mlproj.task"] == "regression"
+    # The default option's table keys (at their defaults) are not the user's module's: not passed, not logged.
+    assert {k for k in found.data.params if k.startswith("data.")} == {"data._target_", "data.batch_size"}
+    model = _load(result)
+    rows = pd.DataFrame([[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]], columns=["x0", "x1", "x2", "x3"])
+    assert list(model.predict(rows).columns) == ["prediction"] and len(model.predict(rows)) == 2
+
+
+def test_a_users_task_module_on_a_builtin_table(make_cfg, store, tmp_path):
+    result, found = _run(make_cfg, store, tmp_path, "task._target_=tests.extensions.TinyRegressor", "+task.hidden=4")
+    assert {"train_loss", "val_loss", "test_loss", "test_score"} <= set(found.data.metrics)
+    assert found.data.params["task.hidden"] == "4"
+    assert not any(k.startswith(("model.", "optimizer.")) for k in found.data.params)  # the built-in task's parts
+    assert found.data.tags["mlproj.task"] == metrics.CUSTOM
+    raw = pd.DataFrame({c: [0.01, -0.02] for c in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")})
+    assert len(_load(result).predict(raw)) == 2  # raw rows through the table's preprocessing, then the user's module
+
+
+def test_a_users_task_metric_needs_a_direction_and_must_be_logged(make_cfg, store, tmp_path):
+    task = "task._target_=tests.extensions.TinyRegressor"
+    with pytest.raises(
+        ConfigError, match=r"trainer.monitor: 'val_score': .*set metric_directions.val_score=min or max"
+    ):
+        run(make_cfg(*QUICK, f"tracking.uri='{store}'", task, "trainer.monitor=val_score"), [], tmp_path / "a")
+    result, _ = _run(
+        make_cfg,
+        store,
+        tmp_path,
+        task,
+        "trainer.monitor=val_score",
+        "++metric_directions.score=max",
+        "++registry.thresholds.test_score=-1e9",  # bare number: "at least this good", in the declared direction
+    )
+    assert result.extra["registry"].decision == "registered"
+    cfg = make_cfg(
+        *QUICK, f"tracking.uri='{store}'", task, "trainer.monitor=val_nope", "++metric_directions.val_nope=max"
+    )
+    with pytest.raises(
+        ConfigError, match=r"trainer.monitor='val_nope' is not logged by TinyRegressor; it logged: .*val_loss"
+    ):
+        run(cfg, [], tmp_path / "b")
+
+
+def test_a_loss_from_config(make_cfg):
+    from mlproj.plan import build_task, make_plan
+
+    cfg = make_cfg(*QUICK, "++loss._target_=torch.nn.HuberLoss", "+loss.delta=0.5")
+    module, _ = build_task(cfg, make_plan(cfg))
+    assert isinstance(module.loss_fn, torch.nn.HuberLoss) and module.loss_fn.delta == 0.5
+    out, y = torch.tensor([[0.0], [3.0]]), torch.tensor([0.0, 0.0])
+    assert module._loss(out, y)[0] == pytest.approx(torch.nn.functional.huber_loss(out.squeeze(-1), y, delta=0.5))
+    # Cross-entropy with label smoothing on a binary table: one logit per class, not one logit.
+    cfg = make_cfg(
+        *QUICK, "data=breast_cancer", "++loss._target_=torch.nn.CrossEntropyLoss", "+loss.label_smoothing=0.1"
+    )
+    module, recipe = build_task(cfg, make_plan(cfg))
+    assert recipe["required"]["out_features"] == 2 and not module.binary
+
+
+def test_an_extra_metric_with_its_direction_from_torchmetrics(make_cfg, store, tmp_path):
+    _, found = _run(make_cfg, store, tmp_path, "++metrics.mape._target_=torchmetrics.MeanAbsolutePercentageError")
+    assert {"val_mape", "test_mape"} <= set(found.data.metrics)
+    assert metrics.mode("val_mape", "regression") == "min"  # MeanAbsolutePercentageError.higher_is_better
+    # A classification wrapper says its direction only once built (task and num_classes are offered).
+    _, found = _run(make_cfg, store, tmp_path, "data=wine", "++metrics.kappa._target_=torchmetrics.CohenKappa")
+    assert "test_kappa" in found.data.metrics and metrics.mode("val_kappa", "classification") == "max"
+
+
+def test_a_trainer_flag_a_callback_and_the_tuner_in_a_run(make_cfg, store, tmp_path):
+    _, found = _run(
+        make_cfg,
+        store,
+        tmp_path,
+        "++trainer.accumulate_grad_batches=2",
+        "+callbacks=lr_monitor",
+        "tuner.lr_find=true",
+        "tuner.num_training=60",
+        "trainer.limit_train_batches=1.0",  # the finder needs as many training steps as it tries
+        "data=synthetic",
+        "data.rows=2000",
+        "data.batch_size=32",
+    )
+    assert found.data.params["trainer.accumulate_grad_batches"] == "2"
+    assert any(k.startswith("lr-") for k in found.data.metrics)  # LearningRateMonitor, through mlproj's logger
+    assert found.data.metrics["tuned_lr"] > 0
