@@ -17,7 +17,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlproj import metrics
 from mlproj.config import families
-from mlproj.config.checks import check_config, check_devices, check_streaming_limits, check_task_metrics
+from mlproj.config.checks import (
+    check_config,
+    check_devices,
+    check_registry_uri,
+    check_streaming_limits,
+    check_task_metrics,
+)
 from mlproj.data.base import DataSource
 from mlproj.errors import ConfigError
 
@@ -57,9 +63,9 @@ def make_plan(cfg: DictConfig) -> Plan:
     drop_table_defaults(cfg)
     check_config(cfg)
     families.check_targets(cfg)
+    task_class = check_task(cfg)
     check_trainer_flags(cfg.trainer)
     check_devices(cfg)
-    task_class = families.resolve(cfg.task, "task", "task")
     from mlproj.tasks.supervised import SupervisedTask
 
     builtin = issubclass(task_class, SupervisedTask)
@@ -71,7 +77,19 @@ def make_plan(cfg: DictConfig) -> Plan:
     extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
     check_task_metrics(cfg, plan.metric_task)
+    check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
     return plan
+
+
+def check_task(cfg: DictConfig) -> type:
+    """The task's class and keys: the built-in task (or a subclass) gets all its parts from mlproj; a task of
+    yours gets only the data's sizes where its constructor asks for them."""
+    from mlproj.tasks.supervised import SupervisedTask
+
+    cls = families.resolve(cfg.task, "task", "task")
+    injected = sorted(SupervisedTask.INJECTED) if issubclass(cls, SupervisedTask) else []
+    families.check(cfg.task, "task", "task", offered=(*SIZES, *injected))
+    return cls
 
 
 def drop_table_defaults(cfg: DictConfig) -> None:

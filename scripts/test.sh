@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache  # imports point down (pyproject.toml [tool.importlinter])
 exec .venv/bin/python -m pytest "$@"

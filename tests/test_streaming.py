@@ -13,7 +13,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from mlproj.data import streaming
-from mlproj.data.prepare import prepare_streaming
+from mlproj.config import families
 from mlproj.train import run
 from tests.conftest import QUICK, houses_frame
 
@@ -83,7 +83,9 @@ def split_rows(path: Path, split: str, seed: int = 42) -> int:
 
 @pytest.fixture
 def stream_data(make_cfg, houses_parquet):
-    return prepare_streaming(make_cfg(*stream_overrides(houses_parquet, "data.batch_size=256")).data)
+    return families.build(
+        make_cfg(*stream_overrides(houses_parquet, "data.batch_size=256")).data, "data", "data"
+    ).prepare()
 
 
 def test_splits_are_disjoint_and_every_row_is_read_once(stream_data, houses_parquet):
@@ -115,7 +117,8 @@ def test_ddp_ranks_stream_equal_batches_of_their_own_row_groups(stream_data, mon
 
 
 def test_dataloader_workers_split_the_row_groups(stream_data, make_cfg, houses_parquet):
-    cfg = make_cfg(*stream_overrides(houses_parquet, "data.batch_size=256", "data.num_workers=2")).data
+    node = make_cfg(*stream_overrides(houses_parquet, "data.batch_size=256", "data.num_workers=2")).data
+    cfg = families.build(node, "data", "data")
     batches = list(streaming.loader(stream_data.plan, "test", cfg, seed=0))
     assert sum(len(y) for _, y in batches) == split_rows(houses_parquet, "test")
     assert all(isinstance(x, torch.Tensor) and x.dtype == torch.float32 for x, _ in batches)

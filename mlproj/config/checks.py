@@ -200,6 +200,16 @@ def check_task_metrics(cfg: DictConfig, task: str) -> None:
         metrics.spec_of(cfg.registry.primary_metric, task, stages=("val", "test"), key="registry.primary_metric")
     if cfg.sweep.objective:
         metrics.spec_of(cfg.sweep.objective, task, stages=("val", "test"), key="sweep.objective")
-    from mlproj.registry.gate import check_registry_uri
 
-    check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
+
+UC_NAME = re.compile(r"^[^.\s/]+\.[^.\s/]+\.[^.\s/]+$")
+
+
+def check_registry_uri(registry_uri: str | None, model_name: str | None) -> None:
+    """Unity Catalog wants catalog.schema.model names (and signatures, which every mlproj model has)."""
+    uc = bool(registry_uri) and str(registry_uri).startswith("databricks-uc")
+    if uc and not (model_name and UC_NAME.match(model_name)):
+        raise ConfigError(
+            f"registry.model_name={model_name!r}: Unity Catalog (registry_uri={registry_uri}) needs a "
+            "three-level name catalog.schema.model"
+        )

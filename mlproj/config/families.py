@@ -414,7 +414,8 @@ def build(
 
 
 def check_targets(cfg: Any) -> None:
-    """Every `_target_` node of a training config, before anything runs. Raises ConfigError naming the key."""
+    """Every `_target_` node of a training config but `task` (mlproj.plan.check_task, which knows the built-in
+    task's parts), before anything runs. Raises ConfigError naming the key."""
     from omegaconf import DictConfig, OmegaConf
 
     check(cfg.model, "model", "model", required=("in_features", "out_features"))
@@ -436,13 +437,6 @@ def check_targets(cfg: Any) -> None:
     data = OmegaConf.select(cfg, "data", default=None)
     if isinstance(data, DictConfig) and "_target_" in data:
         check(data, "data", "data")
-    task = OmegaConf.select(cfg, "task", default=None)
-    if isinstance(task, DictConfig) and "_target_" in task:
-        from mlproj.tasks.supervised import SupervisedTask
-
-        # The built-in task (or a subclass) gets all its parts from mlproj; a task of yours only the data's sizes.
-        injected = SupervisedTask.INJECTED if issubclass(resolve(task, "task", "task"), SupervisedTask) else set()
-        check(task, "task", "task", offered=("in_features", "out_features", "num_classes", *sorted(injected)))
     if "lr" in cfg.optimizer and not float(cfg.optimizer.lr) > 0:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
     if float(cfg.optimizer.get("weight_decay", 0.0) or 0.0) < 0:

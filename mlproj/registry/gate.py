@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlproj import metrics
-from mlproj.errors import ConfigError
+from mlproj.config.checks import UC_NAME, check_registry_uri  # noqa: F401 (check_registry_uri: mlproj.register)
 from mlproj.tracking.runs import write_again_on_conflict
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 DECISION_TAG, REASON_TAG = "mlproj.registry.decision", "mlproj.registry.reason"
 VERSION_TAG, NAME_TAG = "mlproj.registry.version", "mlproj.registry.model_name"
-UC_NAME = re.compile(r"^[^.\s/]+\.[^.\s/]+\.[^.\s/]+$")
 
 
 class RegistryError(RuntimeError):
@@ -92,16 +90,6 @@ def default_model_name(experiment: str, data_name: str, target: str = "target") 
     one file (price, segment) must not share a name. Workspace paths (/Shared/x) keep their last part."""
     name = f"{experiment.rstrip('/').split('/')[-1]}-{data_name}"
     return name if target in ("", "target") else f"{name}-{target}"
-
-
-def check_registry_uri(registry_uri: str | None, model_name: str | None) -> None:
-    """Unity Catalog wants catalog.schema.model names (and signatures, which every mlproj model has)."""
-    uc = bool(registry_uri) and str(registry_uri).startswith("databricks-uc")
-    if uc and not (model_name and UC_NAME.match(model_name)):
-        raise ConfigError(
-            f"registry.model_name={model_name!r}: Unity Catalog (registry_uri={registry_uri}) needs a "
-            "three-level name catalog.schema.model"
-        )
 
 
 def after_run(

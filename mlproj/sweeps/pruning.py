@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 PRUNED = "pruned"  # what the task function returns for a pruned trial
 PARENT_ATTR = "mlflow_parent_run_id"
+OBJECTIVE_METRIC = "sweep_objective"  # each trial logs its score under this name
 PARENT_ENV = "MLPROJ_PARENT_RUN_ID"  # the parent run of a multirun, for its trials
 _studies: dict[str, Any] = {}
 

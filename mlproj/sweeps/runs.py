@@ -20,13 +20,12 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlproj import metrics
-from mlproj.sweeps.pruning import PARENT_ENV
+from mlproj.sweeps.pruning import OBJECTIVE_METRIC, PARENT_ENV
 
 log = logging.getLogger(__name__)
 
 SWEPT_ENV = "MLPROJ_SWEPT_KEYS"
 PARENT_TAG = "mlflow.parentRunId"
-OBJECTIVE_METRIC = "sweep_objective"  # each trial logs its score under this name
 _open_parents: set[str] = set()
 _exit_status = {"value": "KILLED"}  # what an unfinished parent ends as if the process exits early
 

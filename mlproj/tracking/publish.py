@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlproj.packaging import pyfunc as packaging
-from mlproj.sweeps import runs as sweeps
+from mlproj.sweeps.pruning import OBJECTIVE_METRIC
 from mlproj.tracking import outage
 from mlproj.tracking.outage import KEPT_FOLDER
 from mlproj.tracking.runs import redact
@@ -38,7 +38,7 @@ def publish(
     try:
         run_logger.flush()
         if in_sweep and score is not None:
-            lost.call(lambda: client.log_metric(run_id, sweeps.OBJECTIVE_METRIC, score), "objective")
+            lost.call(lambda: client.log_metric(run_id, OBJECTIVE_METRIC, score), "objective")
         if cfg.tracking.log_model:
             info = lost.call(lambda: packaging.log_model(package), "model")
             model_uri = info.model_uri
@@ -53,7 +53,7 @@ def publish(
             "results": results,
             "task": task,
             "model_uri": model_uri,
-            "objective": [sweeps.OBJECTIVE_METRIC, score] if in_sweep and score is not None else None,
+            "objective": [OBJECTIVE_METRIC, score] if in_sweep and score is not None else None,
             "registry": bool(cfg.registry.enabled or (cfg.registry.enabled is None and cfg.registry.thresholds)),
         }
         save = partial(packaging.save_model, package=package) if cfg.tracking.log_model and model_uri is None else None
