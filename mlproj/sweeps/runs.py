@@ -151,7 +151,12 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
     experiment_id = client.get_run(parent).info.experiment_id
     trials = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10000)
     trials = sorted(trials, key=lambda r: r.info.start_time)
-    task = next((t.data.tags.get("mlproj.task") for t in trials if t.data.tags.get("mlproj.task")), None)
+    first = next((t for t in trials if t.data.tags.get("mlproj.task")), None)
+    task = first.data.tags["mlproj.task"] if first else None
+    if first:  # its metric names and directions (a launcher may have trained the trials in other processes)
+        from mlproj.register import declare_metrics
+
+        declare_metrics(first)
     objective = (cfg.sweep.objective or metrics.main_metric(task, "val")) if task else None
     rows, best = [], None
     for trial in trials:
