@@ -70,3 +70,22 @@ class TinyRegressor(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class GridCNN(nn.Module):
+    """A network that reads its inputs as a square single-channel image (an 8x8 digit, pixel columns in order)."""
+
+    def __init__(self, in_features: int, out_features: int, channels: int = 4) -> None:
+        super().__init__()
+        self.side = int(in_features**0.5)
+        if self.side * self.side != in_features:
+            raise ValueError(f"{in_features} inputs are not a square image")
+        self.net = nn.Sequential(
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(channels * in_features, out_features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(len(x), 1, self.side, self.side))

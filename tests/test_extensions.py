@@ -117,3 +117,26 @@ def test_a_trainer_flag_a_callback_and_the_tuner_in_a_run(make_cfg, store, tmp_p
     assert found.data.params["trainer.accumulate_grad_batches"] == "2"
     assert any(k.startswith("lr-") for k in found.data.metrics)  # LearningRateMonitor, through mlproj's logger
     assert found.data.metrics["tuned_lr"] > 0
+
+
+def test_a_table_with_a_layout_keeps_it_for_a_conv_net(make_cfg, store, tmp_path):
+    """data=digits_grid: every pixel column in order, unscaled (data=digits drops the constant border pixels and
+    standardises each one, so no 8x8 image is left for a CNN)."""
+    from mlproj.plan import make_plan
+
+    assert make_plan(make_cfg("data=digits_grid")).in_features == 64
+    assert make_plan(make_cfg("data=digits")).in_features < 64
+    result, found = _run(
+        make_cfg,
+        store,
+        tmp_path,
+        "data=digits_grid",
+        "model._target_=tests.extensions.GridCNN",
+        "~model.hidden_sizes",
+        "~model.dropout",
+        "~model.activation",
+        "~model.norm",
+    )
+    assert "test_accuracy" in found.data.metrics
+    pixels = pd.DataFrame([[0.0] * 64], columns=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)])
+    assert len(_load(result).predict(pixels)) == 1

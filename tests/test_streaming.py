@@ -12,8 +12,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mlproj.data import streaming
 from mlproj.config import families
+from mlproj.data import streaming
 from mlproj.train import run
 from tests.conftest import QUICK, houses_frame
 

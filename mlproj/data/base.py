@@ -3,7 +3,7 @@
 Two kinds of class are accepted (mlproj.config.families, family "data"):
 - a plain `LightningDataModule` (setup + train/val/test loaders yielding `(x, y)` or anything the user's task
   takes): mlproj reads, if present, `num_classes` (classification with that many classes; absent: regression)
-  and `batch_size` (the batch-size finder); an input example for the model's signature is the first test batch;
+  and `batch_size` (the batch-size finder); an input example for the model's signature is the first training batch;
 - a `DataSource` (mlproj's own tables): it hands mlproj a table, splits it and fits the preprocessing before any
   side effect, so the packaged model takes raw rows (its state is plain JSON, see preprocess.py).
 

@@ -1,6 +1,6 @@
 """Parquet tables larger than memory: a bounded sample to fit on, then batches streamed per row group.
 
-`data.streaming=true` (or `data=parquet_stream`) never reads the whole file. The first `data.sample_rows`
+`data=parquet_stream` (StreamingParquet) never reads the whole file. The first `data.sample_rows`
 rows fix the task, fit the preprocessing (on their training rows) and give the packaged model its signature
 and the test plots their rows. Training, validation and test then stream through a DataLoader over an
 IterableDataset that reads one row group at a time with `ParquetFile.iter_batches` and applies the fitted

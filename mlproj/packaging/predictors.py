@@ -20,13 +20,12 @@ PROBABILITIES_PARAM = "probabilities"
 
 
 def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame:
-    """Network outputs -> a frame: `prediction` (and `probability_<label>` on request), or one `output_<i>`
-    column per output when mlproj does not know what they mean (a task of your own on a data module of yours)."""
-    if kind == REGRESSION:
-        return pd.DataFrame({"prediction": out.reshape(len(out), -1)[:, 0].double().numpy()})
-    if kind != CLASSIFICATION:
+    """Network outputs -> a frame: `prediction` (and `probability_<label>` on request for classification)."""
+    if kind == REGRESSION:  # one column per output: `prediction`, or prediction_0, prediction_1, ...
         flat = out.reshape(len(out), -1).double().numpy()
-        return pd.DataFrame({f"output_{i}": flat[:, i] for i in range(flat.shape[1])})
+        if flat.shape[1] == 1:
+            return pd.DataFrame({"prediction": flat[:, 0]})
+        return pd.DataFrame({f"prediction_{i}": flat[:, i] for i in range(flat.shape[1])})
     if out.shape[-1] == 1:
         positive = torch.sigmoid(out.squeeze(-1))
         probs = torch.stack([1 - positive, positive], dim=-1).numpy()

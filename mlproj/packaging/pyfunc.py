@@ -132,8 +132,9 @@ def _load_pyfunc(data_path: str) -> TabularPredictor | TensorPredictor:
     return load(data_path)
 
 
-def pip_requirements() -> list[str]:
-    """Explicit (inferring them costs ~16 s per run): what loading and predicting import."""
+def pip_requirements(lightning: bool = False) -> list[str]:
+    """Explicit (inferring them costs ~16 s per run): what loading and predicting import; with `lightning`, what a
+    packaged LightningModule (a task of your own) imports too. Your own installed packages are not listed."""
     import mlflow
     import safetensors
 
@@ -144,7 +145,14 @@ def pip_requirements() -> list[str]:
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
         f"safetensors=={safetensors.__version__}",
+        *(_lightning_requirements() if lightning else []),
     ]
+
+
+def _lightning_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"pytorch-lightning=={version('pytorch-lightning')}", f"torchmetrics=={version('torchmetrics')}"]
 
 
 def signature(example: pd.DataFrame, predictor: TabularPredictor | TensorPredictor) -> Any:
@@ -195,7 +203,7 @@ def _pyfunc_kwargs(data: Path, package: Package) -> dict[str, Any]:
         "code_paths": [str(Path(__file__).resolve().parents[1]), *package.code],
         "signature": signature(example, package.predictor()) if example is not None else None,
         "input_example": example,
-        "pip_requirements": pip_requirements(),
+        "pip_requirements": pip_requirements(lightning=package.recipe.get("family") == "task"),
     }
 
 
@@ -235,5 +243,5 @@ def log_saved(path: Path) -> Any:
             code_paths=code,  # as saved: mlproj and the user's code
             signature=saved.signature,  # as trained, not re-derived
             input_example=saved.load_input_example(str(path)),
-            pip_requirements=pip_requirements(),
+            pip_requirements=str(path / "requirements.txt"),  # as saved
         )

@@ -23,7 +23,9 @@ def datamodule(cfg: DictConfig, plan: Plan) -> Any:
     from mlproj.data.module import TablesModule
     from mlproj.training.trainer import steps_per_chunk
 
-    return TablesModule(plan.source, plan.prepared, cfg.seed, steps_per_chunk(cfg.trainer))
+    # Chunks of minibatches are the built-in task's (manual optimization); a task of yours gets (x, y) batches.
+    chunk = steps_per_chunk(cfg.trainer) if plan.builtin else 1
+    return TablesModule(plan.source, plan.prepared, cfg.seed, chunk)
 
 
 def fit_and_test(

@@ -1,7 +1,8 @@
 """The Lightning Trainer: accelerator and devices, early stopping, best checkpoint, and the MLflow logger.
 
 Also the module and the batches as a run builds them from the trainer config (`build_task`,
-`build_batches`), shared by `mlproj.train` and `scripts/benchmark.py`.
+`build_batches`) straight from the trainer config, for `scripts/benchmark.py` and the training-loop tests
+(a run builds them through mlproj.plan).
 """
 
 from __future__ import annotations
