@@ -1,8 +1,7 @@
 """The Lightning Trainer: accelerator and devices, early stopping, best checkpoint, and the MLflow logger.
 
-Also the module and the batches as a run builds them from the trainer config (`build_task`,
-`build_batches`) straight from the trainer config, for `scripts/benchmark.py` and the training-loop tests
-(a run builds them through mlproj.plan).
+Also the built-in task and its batches made straight from the trainer config (`build_task`, `build_batches`),
+for `scripts/benchmark.py` and the training-loop tests (a run makes them through mlproj.plan).
 """
 
 from __future__ import annotations
