@@ -140,3 +140,44 @@ def test_a_table_with_a_layout_keeps_it_for_a_conv_net(make_cfg, store, tmp_path
     assert "test_accuracy" in found.data.metrics
     pixels = pd.DataFrame([[0.0] * 64], columns=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)])
     assert len(_load(result).predict(pixels)) == 1
+
+
+@pytest.mark.slow
+def test_a_model_from_a_users_folder_loads_in_a_fresh_process_elsewhere(tmp_path):
+    """`model._target_` from a folder of the user's (not installed): the package travels in the model's code/."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import run_cli
+
+    project = tmp_path / "project"
+    (project / "mynets").mkdir(parents=True)
+    (project / "mynets" / "__init__.py").write_text("from mynets.residual import ResidualMLP\n")
+    (project / "mynets" / "residual.py").write_text(
+        "import torch\n\n\nclass ResidualMLP(torch.nn.Module):\n"
+        "    def __init__(self, in_features: int, out_features: int, width: int = 16) -> None:\n"
+        "        super().__init__()\n"
+        "        self.inp, self.hidden = torch.nn.Linear(in_features, width), torch.nn.Linear(width, width)\n"
+        "        self.out = torch.nn.Linear(width, out_features)\n\n"
+        "    def forward(self, x):\n        h = torch.relu(self.inp(x))\n        return self.out(h + torch.relu(self.hidden(h)))\n"
+    )
+    (project / "conf" / "model").mkdir(parents=True)
+    (project / "conf" / "model" / "residual.yaml").write_text("_target_: mynets.ResidualMLP\nwidth: 8\n")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = run_cli("--config-dir", "conf", "model=residual", *QUICK, f"tracking.uri={store}", cwd=project)
+    assert done.returncode == 0, done.stderr[-2000:]
+    uri = next(line.split()[1] for line in done.stdout.splitlines() if line.strip().startswith("model: models:/"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = (
+        f"import mlflow, pandas as pd; mlflow.set_tracking_uri({store!r}); m = mlflow.pyfunc.load_model({uri!r})\n"
+        "cols = ['age','sex','bmi','bp','s1','s2','s3','s4','s5','s6']\n"
+        "print(len(m.predict(pd.DataFrame([[0.01] * 10], columns=cols))))\n"
+        "import mynets; print(mynets.__file__)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    count, where = loaded.stdout.split()[-2:]
+    assert count == "1" and "/code/mynets/" in where  # the model's own copy, not the project folder
