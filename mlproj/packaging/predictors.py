@@ -77,7 +77,7 @@ class TensorPredictor:
             values = np.asarray(data, dtype=np.float32)
         if values.size % len(self.columns):
             raise InputError(f"each example has {len(self.columns)} values (shape {self.shape}); got {values.shape}")
-        x = torch.from_numpy(values.reshape(-1, *self.shape))
+        x = torch.from_numpy(np.array(values, dtype=np.float32).reshape(-1, *self.shape))  # a copy: writable
         with torch.inference_mode():
             out = self.network(x).float()
         return decode(out, self.kind, self.labels, params)
