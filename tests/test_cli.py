@@ -48,7 +48,7 @@ BAD = [
     (["trainer.accelerator=tpu"], "expected one of [auto, cpu, gpu, cuda, mps]"),
     (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be >= 1"),
     (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),
-    (["data=csv"], "data.path and data.target are required for data=csv"),
+    (["data=csv"], "data.path is required (a .csv or .parquet file); set it with data.path=..."),
     (["data=csv", "data.path=missing.csv", "data.target=y"], "data.path='missing.csv': no such file"),
     (["data=csv", "data.path=houses.csv", "data.target=prize"], "is not a column of houses.csv; columns: house_id"),
     (["data=csv", "data.path=empty.csv", "data.target=y"], "holds no rows"),
@@ -78,13 +78,14 @@ def test_full_error_shows_the_traceback(tmp_path):
 def test_help_and_cfg_answer_without_training(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
     assert out.returncode == 0
-    assert "data: breast_cancer, csv, diabetes, digits, parquet_stream, synthetic, wine" in out.stdout
+    assert "data: breast_cancer, csv, diabetes, digits, digits_grid, parquet_stream, synthetic, wine" in out.stdout
+    assert "task: supervised" in out.stdout
     assert "trainer: auto, cpu, ddp, ddp_cpu, gpu" in out.stdout
     script = Path(sys.executable).parent / "mlproj"
     import subprocess
 
     cfg = subprocess.run([str(script), "--cfg", "job", "data=wine"], cwd=tmp_path, capture_output=True, text=True)
-    assert cfg.returncode == 0 and "source: wine" in cfg.stdout
+    assert cfg.returncode == 0 and "name: wine" in cfg.stdout
     assert not (tmp_path / "mlflow.db").exists()
 
 

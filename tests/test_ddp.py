@@ -134,13 +134,9 @@ def test_ddp_cpu_run_end_to_end(store, tmp_path):
     # (the best checkpoint) reproduces it from the raw test rows.
     import mlflow
 
-    from mlproj.config import DataConfig
-    from mlproj.data.prepare import prepare, resolve_task
-    from mlproj.data.sources import load_table
+    from mlproj.data.sources import SklearnDataset
 
-    cfg = DataConfig()
-    table = load_table(cfg)
-    test = prepare(table, resolve_task(table, cfg), cfg).splits["test"]
+    test = SklearnDataset(name="diabetes").prepare().splits["test"]
     mlflow.set_tracking_uri(store)  # models:/<id> resolves through the store that logged it
     predicted = mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]).predict(test.raw)
     predicted = np.asarray(predicted["prediction"] if isinstance(predicted, pd.DataFrame) else predicted).ravel()

@@ -58,7 +58,7 @@ def test_streaming_run_never_reads_the_whole_file(make_cfg, store, tmp_path, hou
         assert name in run_info.data.metrics, name
     assert result.metrics["test_r2"] > 0.5  # it learned from the streamed rows
     params = run_info.data.params
-    assert params["data.sample_rows"] == "2000" and params["data.streaming"] == "True"
+    assert params["data.sample_rows"] == "2000" and params["data._target_"] == "mlproj.data.streaming.StreamingParquet"
     assert not {"data.rows", "data.features", "data.noise"} & set(params)  # the synthetic generator's keys
     sample, *streamed = reads
     assert sample == (None, 2000)  # the sample: record batches of sample_rows from the start, then stopped

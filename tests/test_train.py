@@ -33,7 +33,8 @@ def test_regression_run_records_everything(make_cfg, store, tmp_path):
     assert [m.step for m in history] == [0, 1, 2, 3]  # one point per epoch, the epoch as the step
     assert data.metrics["test_rmse"] == pytest.approx(np.sqrt(data.metrics["test_mse"]), rel=1e-4)
     assert data.params["model.hidden_sizes"] == "[128, 64]"
-    assert data.params["optimizer.lr"] == "0.001" and data.params["data.source"] == "diabetes"
+    assert data.params["optimizer.lr"] == "0.001" and data.params["data.name"] == "diabetes"
+    assert data.params["data._target_"] == "mlproj.data.sources.SklearnDataset"
     # keys other sources read are not params of this run (config/config.yaml keeps them all)
     assert not {"data.rows", "data.path", "data.sample_rows", "data.streaming"} & set(data.params)
     assert data.tags["mlproj.task"] == "regression"

@@ -35,7 +35,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("mlproj-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "mlproj/conf/config.yaml" in names and "mlproj/conf/data/csv.yaml" in names
-    assert "mlproj/packaging.py" in names
+    assert "mlproj/packaging/pyfunc.py" in names and "mlproj/conf/data/common/table.yaml" in names
 
     target = tmp_path / "site"
     install = subprocess.run(
