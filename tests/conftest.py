@@ -112,6 +112,22 @@ def run_cli(
     )
 
 
+def wait_until_serving(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    """Poll a started `mlflow models serve` until /ping answers; fail with its log if it dies or stays silent."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout  # two interpreters, torch and the model: slow on a loaded machine
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+            return
+        except OSError:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no answer: " + log.read_text()[-3000:]
+            time.sleep(0.25)
+
+
 def free_port() -> int:
     import socket
 

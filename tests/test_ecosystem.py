@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlproj.train import run
-from tests.conftest import QUICK, free_port, run_cli, segment_overrides
+from tests.conftest import QUICK, free_port, run_cli, segment_overrides, wait_until_serving
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -76,15 +75,7 @@ def test_serving_answers_raw_rows_over_http(make_cfg, store, houses_csv, tmp_pat
         command, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 180  # two interpreters, torch and the model: slow on a loaded machine
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-                assert time.monotonic() < deadline, "no answer: " + (tmp_path / "serve.log").read_text()[-2000:]
-                time.sleep(0.25)
+        wait_until_serving(port, proc, tmp_path / "serve.log")
         url = f"http://127.0.0.1:{port}/invocations"
         rows = pd.read_csv(houses_csv).drop(columns=["segment", "price"]).head(3)
         rows.loc[0, "city"] = None  # a gap

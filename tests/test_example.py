@@ -11,14 +11,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import free_port, run_cli
+from tests.conftest import free_port, run_cli, wait_until_serving
 from tests.reliability import faults
 from tests.test_ecosystem import BIN, post
 
@@ -173,15 +171,7 @@ def test_model_served_by_mlflow_from_elsewhere(registered, tmp_path):
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 180  # two interpreters, torch and the model: slow on a loaded machine
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, "no answer: " + log_path.read_text()[-3000:]
-                time.sleep(0.25)
+        wait_until_serving(port, proc, log_path)
         rows, labels = digit_rows(20)
         split = json.loads(rows.to_json(orient="split", index=False))
         assert split["columns"] == COLUMNS
