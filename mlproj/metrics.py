@@ -87,6 +87,10 @@ def declare(extra: dict[str, bool], directions: dict[str, str], monitor: str | N
     _declared.clear()
     _declared.update(extra)
     _declared.update({k: v == "max" for k, v in directions.items()})
+    for name, direction in directions.items():  # val_acc=max says it of test_acc too (the same metric)
+        stage, _, base = name.partition("_")
+        if stage in STAGES and base:
+            _declared.setdefault(base, direction == "max")
     _custom_main[:] = [monitor.partition("_")[2]] if monitor else []
 
 

@@ -125,7 +125,7 @@ def train(
         return RunResult(run_id, "", uri, {}, None, task, {"objective": PRUNED})
     objective = cfg.sweep.objective or metrics.main_metric(task, "val")
     score = sweeps.objective_value(run_logger.history, results, objective, task)
-    package = package_of(plan, module, recipe)
+    package = package_of(plan, module, recipe, list(cfg.tracking.extra_pip_requirements))
     figures = test_figures(plan, package, run_logger.history) if cfg.tracking.log_plots else {}
     # All trained and measured: from here on, each step waits out a lost server (tracking.retry_for).
     model_uri = publish(

@@ -3,6 +3,8 @@ a user's data module, a user's task module, a loss, a metric, a Trainer flag, a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -41,13 +43,24 @@ def test_a_users_data_module_trains_the_builtin_task(make_cfg, store, tmp_path):
 
 
 def test_a_users_task_module_on_a_builtin_table(make_cfg, store, tmp_path):
-    result, found = _run(make_cfg, store, tmp_path, "task._target_=tests.extensions.TinyRegressor", "+task.hidden=4")
+    result, found = _run(
+        make_cfg,
+        store,
+        tmp_path,
+        "task._target_=tests.extensions.TinyRegressor",
+        "+task.hidden=4",
+        "tracking.extra_pip_requirements=[scikit-learn]",  # what the user's code imports
+    )
     assert {"train_loss", "val_loss", "test_loss", "test_score"} <= set(found.data.metrics)
     assert found.data.params["task.hidden"] == "4"
     assert not any(k.startswith(("model.", "optimizer.")) for k in found.data.params)  # the built-in task's parts
     assert found.data.tags["mlproj.task"] == metrics.CUSTOM
     raw = pd.DataFrame({c: [0.01, -0.02] for c in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")})
     assert len(_load(result).predict(raw)) == 2  # raw rows through the table's preprocessing, then the user's module
+    import mlflow
+
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(result.model_uri)).read_text().split()
+    assert "scikit-learn" in requirements and any(r.startswith("pytorch-lightning==") for r in requirements)
 
 
 def test_a_users_task_metric_needs_a_direction_and_must_be_logged(make_cfg, store, tmp_path):
@@ -56,13 +69,19 @@ def test_a_users_task_metric_needs_a_direction_and_must_be_logged(make_cfg, stor
         ConfigError, match=r"trainer.monitor: 'val_score': .*set metric_directions.val_score=min or max"
     ):
         run(make_cfg(*QUICK, f"tracking.uri='{store}'", task, "trainer.monitor=val_score"), [], tmp_path / "a")
+    # The gate compares versions on registry.primary_metric: a direction it cannot know is refused at startup.
+    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", task, "registry.enabled=true", "registry.primary_metric=test_x")
+    with pytest.raises(ConfigError, match=r"registry.primary_metric: 'test_x': mlproj cannot know"):
+        run(cfg, [], tmp_path / "b")
+    assert MlflowClient(store).get_experiment_by_name("mlproj") is None  # refused before anything was created
+    # A full name declares its metric at every stage: val_score=max says test_score=max too.
     result, _ = _run(
         make_cfg,
         store,
         tmp_path,
         task,
         "trainer.monitor=val_score",
-        "++metric_directions.score=max",
+        "++metric_directions.val_score=max",
         "++registry.thresholds.test_score=-1e9",  # bare number: "at least this good", in the declared direction
     )
     assert result.extra["registry"].decision == "registered"
@@ -72,7 +91,7 @@ def test_a_users_task_metric_needs_a_direction_and_must_be_logged(make_cfg, stor
     with pytest.raises(
         ConfigError, match=r"trainer.monitor='val_nope' is not logged by TinyRegressor; it logged: .*val_loss"
     ):
-        run(cfg, [], tmp_path / "b")
+        run(cfg, [], tmp_path / "c")
 
 
 def test_a_loss_from_config(make_cfg):

@@ -196,8 +196,10 @@ def check_task_metrics(cfg: DictConfig, task: str) -> None:
     metrics.spec_of(cfg.trainer.monitor, task, stages=("val",), key="trainer.monitor")
     for name, condition in cfg.registry.thresholds.items():
         metrics.parse_threshold(str(name), condition, task)
-    if cfg.registry.primary_metric:
-        metrics.spec_of(cfg.registry.primary_metric, task, stages=("val", "test"), key="registry.primary_metric")
+    gate_on = cfg.registry.enabled or (cfg.registry.enabled is None and cfg.registry.thresholds)
+    if cfg.registry.primary_metric or gate_on:  # the gate compares champion and challenger on it
+        primary = cfg.registry.primary_metric or metrics.main_metric(task)
+        metrics.spec_of(primary, task, stages=("val", "test"), key="registry.primary_metric")
     if cfg.sweep.objective:
         metrics.spec_of(cfg.sweep.objective, task, stages=("val", "test"), key="sweep.objective")
 

@@ -119,6 +119,9 @@ class TrackingConfig:
     experiment_tags: dict[str, str] = field(default_factory=dict)
     artifact_location: str | None = None  # for a new experiment; default: beside a local sqlite store
     log_model: bool = True
+    # What the packaged model needs besides mlproj's own (MLflow's extra_pip_requirements): your own code's
+    # dependencies, e.g. ["scikit-learn==1.7.2"]. The code itself travels in the model (code_paths).
+    extra_pip_requirements: list[str] = field(default_factory=list)
     log_plots: bool = True  # learning curves and test diagnostics as PNG artifacts under plots/
     system_metrics: bool = False  # CPU, memory (and GPU) utilisation, through MLflow's system metrics
     # A tracking server lost mid-run: metrics are buffered and retried for this many seconds; after that

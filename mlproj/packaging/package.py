@@ -12,9 +12,15 @@ from mlproj.packaging.pyfunc import Package, input_example
 from mlproj.plan import Plan
 
 
-def package_of(plan: Plan, module: Any, recipe: dict[str, Any]) -> Package:
+def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: list[str] | None = None) -> Package:
     network = (module.model if recipe["family"] == "model" else module).cpu()
     code = user_code(recipe["node"])
+    package = _package(plan, network, recipe, code)
+    package.requirements = list(requirements or [])
+    return package
+
+
+def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) -> Package:
     if plan.prepared is not None:
         pre = plan.prepared.pre
         example = input_example(pre, plan.prepared.splits["train"].raw)

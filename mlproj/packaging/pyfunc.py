@@ -48,6 +48,7 @@ class Package:
     shape: list[int] = field(default_factory=list)  # a data module's example shape (tensor input)
     example: pd.DataFrame | None = None  # the input example: raw rows, or a few examples' columns
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
+    requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
 
     @classmethod
     def for_table(cls, network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame):
@@ -203,7 +204,7 @@ def _pyfunc_kwargs(data: Path, package: Package) -> dict[str, Any]:
         "code_paths": [str(Path(__file__).resolve().parents[1]), *package.code],
         "signature": signature(example, package.predictor()) if example is not None else None,
         "input_example": example,
-        "pip_requirements": pip_requirements(lightning=package.recipe.get("family") == "task"),
+        "pip_requirements": pip_requirements(lightning=package.recipe.get("family") == "task") + package.requirements,
     }
 
 

@@ -65,7 +65,7 @@ def tune(cfg_tuner: Any, trainer: Any, module: Any, datamodule: Any) -> dict[str
             )
             lr = finder.suggestion() if finder is not None else None  # None: fast_dev_run skips it
             if finder is not None and (lr is None or not math.isfinite(lr)):
-                raise RuntimeError(
+                raise ConfigError(
                     "tuner.lr_find found no learning rate (too few points: raise tuner.num_training or "
                     "trainer.max_epochs, or widen tuner.min_lr..tuner.max_lr)"
                 )
