@@ -70,8 +70,7 @@ def make_plan(cfg: DictConfig) -> Plan:
 
     builtin = issubclass(task_class, SupervisedTask)
     source = families.build(cfg.data, "data", "data")
-    plan = _tables(source) if isinstance(source, DataSource) else _data_module(source)
-    plan.task_class, plan.builtin = task_class, builtin
+    plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
     if getattr(source, "streaming", False):
         check_streaming_limits(cfg)
     extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
@@ -120,7 +119,7 @@ def drop_table_defaults(cfg: DictConfig) -> None:
             del cfg.data[key]
 
 
-def _tables(source: DataSource) -> Plan:
+def _tables(source: DataSource, task_class: type, builtin: bool) -> Plan:
     prepared = source.prepare()
     pre = prepared.pre
     info = {
@@ -129,10 +128,12 @@ def _tables(source: DataSource) -> Plan:
         "mlproj.data.source": prepared.table.source,
     }
     classes = len(pre.labels) if prepared.task == metrics.CLASSIFICATION else 0
-    return Plan(source, prepared.task, classes, pre.num_features, [pre.num_features], object, True, prepared, info=info)
+    return Plan(
+        source, prepared.task, classes, pre.num_features, [pre.num_features], task_class, builtin, prepared, info=info
+    )
 
 
-def _data_module(dm: Any) -> Plan:
+def _data_module(dm: Any, task_class: type, builtin: bool) -> Plan:
     """A LightningDataModule of your own: set up now (errors before any run), one training batch peeked at."""
     import torch
 
@@ -152,7 +153,8 @@ def _data_module(dm: Any) -> Plan:
         "mlproj.data.name": type(dm).__name__,
         "mlproj.data.source": f"{type(dm).__module__}.{type(dm).__qualname__}",
     }
-    return Plan(dm, kind, classes, int(x[0].numel()), shape, object, True, example=x[:5].detach().cpu(), info=info)
+    example = x[:5].detach().cpu()
+    return Plan(dm, kind, classes, int(x[0].numel()), shape, task_class, builtin, example=example, info=info)
 
 
 def extra_directions(cfg: DictConfig, kind: str, num_classes: int) -> dict[str, bool]:
