@@ -88,6 +88,19 @@ class TensorBatches:
         return self
 
 
+def split_batches(
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int, shuffle: bool, seed: int, chunk: int
+) -> dict[str, TensorBatches]:
+    """Batches per split: "train" shuffled (when `shuffle`) and in chunks of `chunk` minibatches for the built-in
+    task's training step; the others in order, one minibatch at a time."""
+    return {
+        name: TensorBatches(
+            x, y, batch_size, shuffle=shuffle and name == "train", seed=seed, chunk=chunk if name == "train" else 1
+        )
+        for name, (x, y) in splits.items()
+    }
+
+
 def shard(order: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     """This rank's share of a permutation, as DistributedSampler does it: padded by wrapping around to a
     multiple of `world`, then every world-th index. Equal lengths on every rank, so no rank waits at the

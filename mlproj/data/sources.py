@@ -77,19 +77,10 @@ class TableSource(DataSource):
     def loaders(self, prepared: PreparedData, seed: int, steps_per_chunk: int) -> dict[str, Any]:
         import torch
 
-        from mlproj.data.batches import TensorBatches
+        from mlproj.data.batches import split_batches
 
-        return {
-            name: TensorBatches(
-                torch.from_numpy(split.x),
-                torch.from_numpy(split.y),
-                self.batch_size,
-                shuffle=self.shuffle and name == "train",
-                seed=seed,
-                chunk=steps_per_chunk if name == "train" else 1,
-            )
-            for name, split in prepared.splits.items()
-        }
+        tensors = {name: (torch.from_numpy(s.x), torch.from_numpy(s.y)) for name, s in prepared.splits.items()}
+        return split_batches(tensors, self.batch_size, self.shuffle, seed, steps_per_chunk)
 
 
 @dataclass(kw_only=True, eq=False)

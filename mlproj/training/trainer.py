@@ -24,7 +24,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from mlproj import metrics
 from mlproj.config.flags import TASK_FLAGS, build_callbacks, check_trainer_flags, extra_flags
 from mlproj.config.schema import Accelerator, ProgressMode, Strategy, TrainerConfig
-from mlproj.data.batches import TensorBatches
+from mlproj.data.batches import TensorBatches, split_batches
 from mlproj.tasks.supervised import SupervisedTask
 from mlproj.tracking.outage import MetricBuffer, Outage
 
@@ -178,18 +178,8 @@ def build_batches(
     shuffle: bool = True,
     seed: int = 0,
 ) -> dict[str, TensorBatches]:
-    """Batches per split; the "train" split shuffled (when `shuffle`) and chunked for the training step."""
-    return {
-        name: TensorBatches(
-            x,
-            y,
-            batch_size,
-            shuffle=shuffle and name == "train",
-            seed=seed,
-            chunk=steps_per_chunk(cfg) if name == "train" else 1,
-        )
-        for name, (x, y) in splits.items()
-    }
+    """Batches per split, chunked for the training step as `cfg` says (data.batches.split_batches)."""
+    return split_batches(splits, batch_size, shuffle, seed, steps_per_chunk(cfg))
 
 
 def build_task(
