@@ -9,7 +9,6 @@ constructor has a parameter of that name.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +25,6 @@ from mlproj.config.checks import (
 )
 from mlproj.data.base import DataSource
 from mlproj.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 SIZES = ("in_features", "out_features", "num_classes")
 
@@ -58,21 +55,18 @@ class Plan:
 def make_plan(cfg: DictConfig) -> Plan:
     """All startup checks, in layers: config alone, `_target_` families and signatures, devices, then the data
     (built and prepared) and the metric names it fixes."""
-    from mlproj.config.flags import check_trainer_flags
-
     drop_table_defaults(cfg)
     check_config(cfg)
     families.check_targets(cfg)
     task_class = check_task(cfg)
-    check_trainer_flags(cfg.trainer)
     check_devices(cfg)
     from mlproj.tasks.supervised import SupervisedTask
 
     builtin = issubclass(task_class, SupervisedTask)
     source = families.build(cfg.data, "data", "data")
-    plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
     if getattr(source, "streaming", False):
         check_streaming_limits(cfg)
+    plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
     extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
     check_task_metrics(cfg, plan.metric_task)
@@ -86,19 +80,18 @@ def check_task(cfg: DictConfig) -> type:
     from mlproj.tasks.supervised import SupervisedTask
 
     cls = families.resolve(cfg.task, "task", "task")
-    injected = sorted(SupervisedTask.INJECTED) if issubclass(cls, SupervisedTask) else []
-    families.check(cfg.task, "task", "task", offered=(*SIZES, *injected))
+    if issubclass(cls, SupervisedTask):  # its parts come from the model, optimizer, ... groups: never from `task`
+        families.check(cfg.task, "task", "task", required=SupervisedTask.INJECTED)
+    else:
+        families.check(cfg.task, "task", "task", offered=SIZES)
     return cls
 
 
 def drop_table_defaults(cfg: DictConfig) -> None:
-    """`data._target_=pkg.MyData` over a built-in option: the option's table keys came along (conf/data/common);
-    those the new class does not take and that still hold a built-in default are not the user's: dropped, so they
-    are neither refused nor logged. Any other value stays, and is refused by the class's signature."""
-    import dataclasses
+    """`data._target_=pkg.MyData` over a built-in option: the option's keys came along; those the new class does
+    not take and that hold a value some built-in option sets (conf/data) are not the user's: dropped, so they are
+    neither refused nor logged. Any other value stays, and is refused by the class's signature."""
     import inspect
-
-    from mlproj.data.sources import SklearnDataset, SyntheticTable, TableFile
 
     node = cfg.data
     if not OmegaConf.is_dict(node) or "_target_" not in node:
@@ -106,17 +99,27 @@ def drop_table_defaults(cfg: DictConfig) -> None:
     params = inspect.signature(families.resolve(node, "data", "data")).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
-    defaults = {
-        (f.name, repr(f.default if f.default is not dataclasses.MISSING else f.default_factory()))
-        for cls in (SklearnDataset, SyntheticTable, TableFile)
-        for f in dataclasses.fields(cls)
-        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-    }
     values = OmegaConf.to_container(node, resolve=True)
-    stale = [k for k, v in values.items() if k not in params and k != "_target_" and (k, repr(v)) in defaults]
+    builtin = _builtin_data_values()
+    stale = [k for k, v in values.items() if k not in params and k != "_target_" and (k, repr(v)) in builtin]
     with open_dict(cfg):
         for key in stale:
             del cfg.data[key]
+
+
+def _builtin_data_values() -> set[tuple[str, str]]:
+    """(key, repr(value)) of every key a built-in data option sets, the shared table keys included."""
+    from pathlib import Path
+
+    from mlproj.config.schema import config_dir
+
+    folder = Path(config_dir()) / "data"
+    shared = OmegaConf.load(folder / "common" / "table.yaml")
+    pairs = set()
+    for option in folder.glob("*.yaml"):
+        merged = OmegaConf.to_container(OmegaConf.merge(shared, OmegaConf.load(option)))
+        pairs |= {(str(k), repr(v)) for k, v in merged.items() if k != "defaults"}
+    return pairs
 
 
 def _tables(source: DataSource, task_class: type, builtin: bool) -> Plan:
@@ -186,7 +189,7 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
 
     if not plan.builtin:
         sizes = {"in_features": plan.in_features, "num_classes": plan.num_classes}
-        sizes["out_features"] = outputs(plan.kind, plan.num_classes, None) if plan.kind else 1
+        sizes["out_features"] = outputs(plan.kind, plan.num_classes, None)
         node = families.container(cfg.task)
         module = families.build(cfg.task, "task", "task", offered=sizes)
         passed = {k: v for k, v in sizes.items() if _takes(type(module), k) and k not in node}
@@ -204,7 +207,7 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
         cfg.task,
         "task",
         "task",
-        offered={
+        required={
             "model": network,
             "task": plan.kind,
             "num_classes": max(plan.num_classes, 2) if plan.kind == metrics.CLASSIFICATION else 0,

@@ -63,7 +63,7 @@ def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_
             f"--filter \"tags.`mlproj.data.name` = '{name}' and tags.`mlproj.task` = '{task}'\""
         )
     task = groups.pop()[1]
-    declare_metrics(runs[0])
+    metrics.declare_from_run(runs[0].data.tags, runs[0].data.params)
     metric = metric or metrics.main_metric(task)
     metrics.spec_of(metric, task, stages=("val", "test"), key="--metric")
     ranked = [r for r in runs if metric in r.data.metrics]
@@ -71,15 +71,6 @@ def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_
         raise ConfigError(f"none of the {len(runs)} matching runs logged {metric}")
     sign = 1 if metrics.mode(metric, task) == "max" else -1
     return max(ranked, key=lambda r: sign * r.data.metrics[metric]), task, metric
-
-
-def declare_metrics(run: Any) -> None:
-    """The metric names and directions the run was trained with (extra metrics, a task of your own's), from its
-    tags: what ranking and thresholds need to know which way is better."""
-    import json
-
-    declared = json.loads(run.data.tags.get("mlproj.metric_directions") or "{}")
-    metrics.declare(declared, {}, run.data.params.get("trainer.monitor"))
 
 
 def thresholds_of(run: Any, given: list[str] | None, task: str) -> list[metrics.Threshold]:
@@ -163,7 +154,7 @@ def register_best(
         task = run.data.tags.get("mlproj.task", "")
         if task not in (metrics.REGRESSION, metrics.CLASSIFICATION, metrics.CUSTOM) or MODEL_TAG not in run.data.tags:
             raise ConfigError(f"run {run_id} is not an mlproj run with a logged model")
-        declare_metrics(run)
+        metrics.declare_from_run(run.data.tags, run.data.params)
         metric = metric or metrics.main_metric(task)
     else:
         found = client.get_experiment_by_name(experiment or "")

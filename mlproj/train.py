@@ -22,8 +22,6 @@ from mlproj.sweeps.pruning import PRUNED
 from mlproj.tracking.masking import mark_secrets
 from mlproj.tracking.outage import KEPT_FOLDER
 
-validate = make_plan  # what the entry points and tests call "validate"
-
 
 def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | None = None, sweep: str | None = None):
     """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""

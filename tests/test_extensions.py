@@ -200,3 +200,36 @@ def test_a_model_from_a_users_folder_loads_in_a_fresh_process_elsewhere(tmp_path
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     count, where = loaded.stdout.split()[-2:]
     assert count == "1" and "/code/mynets/" in where  # the model's own copy, not the project folder
+
+
+@pytest.mark.parametrize("option", ["diabetes", "wine", "digits_grid", "parquet_stream"])
+def test_a_users_data_class_over_any_builtin_option_drops_only_the_options_values(make_cfg, option):
+    from mlproj.plan import drop_table_defaults
+
+    extra = ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
+    cfg = make_cfg(f"data={option}", *extra, "data._target_=tests.extensions.LinearData")
+    drop_table_defaults(cfg)
+    assert set(cfg.data) - {"_target_", "batch_size"} == ({"path", "target"} if extra else set())
+    cfg = make_cfg("data._target_=tests.extensions.LinearData", "data.val_fraction=0.3")  # a value of the user's
+    drop_table_defaults(cfg)
+    assert cfg.data.val_fraction == 0.3  # kept: the class's signature refuses it, by name
+
+
+def test_the_builtin_tasks_parts_cannot_be_set_in_its_own_config(make_cfg):
+    from mlproj.plan import check_task
+
+    with pytest.raises(ConfigError, match=r"task.monitor is set by mlproj; do not set it in the config"):
+        check_task(make_cfg("+task.monitor=val_r2"))
+
+
+def test_the_batch_size_finders_choice_is_kept_in_the_checkpoint(make_cfg):
+    from mlproj.plan import make_plan
+    from mlproj.training.fit import datamodule
+
+    cfg = make_cfg()
+    plan = make_plan(cfg)
+    found = datamodule(cfg, plan)
+    found.batch_size = 7  # what tuner.scale_batch_size would leave
+    resumed = datamodule(cfg, make_plan(make_cfg()))
+    resumed.load_state_dict(found.state_dict())  # Lightning does this from the checkpoint on resume
+    assert resumed.batch_size == 7 and resumed.train_dataloader().batch_size == 7

@@ -134,7 +134,7 @@ def test_unity_catalog_needs_three_level_names(make_cfg):
     for bad in (None, "houses", "main.houses", "a.b.c.d"):
         with pytest.raises(ConfigError, match=r"three-level name catalog\.schema\.model"):
             registry.check_registry_uri("databricks-uc", bad)
-    from mlproj.train import validate
+    from mlproj.plan import make_plan as validate
 
     with pytest.raises(ConfigError, match=r"registry\.model_name=None: Unity Catalog"):
         validate(make_cfg("tracking=databricks"))

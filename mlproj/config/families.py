@@ -425,10 +425,7 @@ def check_targets(cfg: Any) -> None:
     loss = OmegaConf.select(cfg, "loss", default=None)
     if _is_set(loss):
         check(loss, "loss", "loss")
-    for group, family, offered in (
-        ("metrics", "metric", ("task", "num_classes")),
-        ("callbacks", "callback", ()),
-    ):
+    for group, family, offered in (("metrics", "metric", ("task", "num_classes")),):  # callbacks: check_config
         nodes = OmegaConf.select(cfg, group, default=None)
         if isinstance(nodes, DictConfig):
             for name, sub in nodes.items():

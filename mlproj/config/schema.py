@@ -1,8 +1,8 @@
-"""The one schema: dataclasses registered in Hydra's ConfigStore, plus the cross-field checks.
+"""The one schema: dataclasses registered in Hydra's ConfigStore.
 
 Hydra/OmegaConf enforce key names and types while composing (a typo or a wrong type names the key);
-`check_config` adds the checks a type cannot express (ranges, choices, metric names) and runs at startup,
-before any file, run or experiment is created. It imports nothing heavy so `--help` stays fast.
+checks.py adds what a type cannot express, families.py checks the `_target_` nodes by their class. It imports
+nothing heavy so `--help` stays fast.
 """
 
 from __future__ import annotations

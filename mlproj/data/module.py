@@ -25,6 +25,13 @@ class TablesModule(pl.LightningDataModule):
     def batch_size(self, value: int) -> None:
         self.source.batch_size = value
 
+    # In the checkpoint: a resumed run goes on at the batch size the batch-size finder chose at its start.
+    def state_dict(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batch_size = state.get("batch_size", self.batch_size)
+
     def _loader(self, split: str) -> Any:
         # Made afresh per call (cheap: in-memory tables are views of the same tensors), so a new batch size or
         # chunking applies; a streamed table opens a new DataLoader.

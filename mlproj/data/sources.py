@@ -1,5 +1,5 @@
 """The built-in table sources, one class each (their fields are their config keys): scikit-learn's bundled
-sets, a generated set, a CSV/Parquet file, and a Parquet file streamed in row groups.
+sets, a generated set, a CSV/Parquet file (streamed in row groups: streaming.StreamingParquet).
 
 Every source gives the same thing, a raw `Table` (features as a DataFrame, the target as a Series), so the
 preprocessing and the packaged model see exactly the columns a user would send at predict time. The shared

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlproj import metrics
-from mlproj.config.checks import UC_NAME, check_registry_uri  # noqa: F401 (check_registry_uri: mlproj.register)
+from mlproj.config.checks import check_registry_uri  # noqa: F401 (mlproj.register calls it from here)
 from mlproj.tracking.runs import write_again_on_conflict
 
 log = logging.getLogger(__name__)

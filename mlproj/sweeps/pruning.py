@@ -35,10 +35,16 @@ def direction(config: DictConfig) -> str:
 
 def _task(config: DictConfig) -> str:
     """What names the sweep's metrics (the data's kind, or `custom` for a task of your own): from the plan,
-    which also declares the run's own metric names."""
+    which also declares the run's own metric names. Made once per sweep config (it prepares the data)."""
     from mlproj.plan import make_plan
 
-    return make_plan(config).metric_task
+    found = _tasks.get(id(config))
+    if found is None or found[0] is not config:
+        found = _tasks[id(config)] = (config, make_plan(config).metric_task)
+    return found[1]
+
+
+_tasks: dict[int, tuple[DictConfig, str]] = {}
 
 
 def share(study: Any) -> None:

@@ -154,9 +154,7 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
     first = next((t for t in trials if t.data.tags.get("mlproj.task")), None)
     task = first.data.tags["mlproj.task"] if first else None
     if first:  # its metric names and directions (a launcher may have trained the trials in other processes)
-        from mlproj.register import declare_metrics
-
-        declare_metrics(first)
+        metrics.declare_from_run(first.data.tags, first.data.params)
     objective = (cfg.sweep.objective or metrics.main_metric(task, "val")) if task else None
     rows, best = [], None
     for trial in trials:

@@ -46,7 +46,7 @@ class SupervisedTask(pl.LightningModule):
     cross-entropy on one logit, or cross-entropy), with torchmetrics per stage. mlproj builds it from the config's
     model / optimizer / scheduler / loss / metrics groups and the data; its parameters are all passed by mlproj."""
 
-    # What mlproj passes (mlproj.train): none of these is set in `task`'s own config.
+    # What mlproj passes (mlproj.plan.build_task): `task`'s own config may set none of these.
     INJECTED = frozenset(
         {
             "model",
