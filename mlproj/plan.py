@@ -198,11 +198,9 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
     sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss)}
     network = families.build(cfg.model, "model", "model", required=sizes)
     scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if _is_set(cfg.scheduler) else None
-    from mlproj.config.flags import extra_flags
+    from mlproj.config.flags import task_options
 
     pre = plan.pre
-    t = cfg.trainer
-    flags = extra_flags(t)  # Trainer flags the built-in task implements itself (manual optimization)
     module = families.build(
         cfg.task,
         "task",
@@ -215,14 +213,9 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
             "scheduler": scheduler,
             "loss": loss,
             "metrics": metric_factories(cfg, plan.kind, plan.num_classes),
-            "monitor": t.monitor,
             "target_mean": pre.target_mean if pre is not None else 0.0,
             "target_std": pre.target_std if pre is not None else 1.0,
-            "gradient_clip_val": t.gradient_clip_val,
-            "gradient_clip_algorithm": flags.get("gradient_clip_algorithm") or "norm",
-            "accumulate_grad_batches": flags.get("accumulate_grad_batches") or 1,
-            "log_every_n_steps": t.log_every_n_steps,
-            "compile": t.compile,
+            **task_options(cfg.trainer),
         },
     )
     return module, {"family": "model", "node": families.container(cfg.model), "required": sizes}

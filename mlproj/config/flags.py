@@ -53,6 +53,19 @@ def extra_flags(cfg: Any) -> dict[str, Any]:
     return {str(k): v for k, v in values.items() if k not in known}
 
 
+def task_options(cfg: Any) -> dict[str, Any]:
+    """The trainer options the built-in task implements itself (manual optimization), as its keyword arguments."""
+    flags = extra_flags(cfg)
+    return {
+        "monitor": cfg.monitor,
+        "gradient_clip_val": cfg.gradient_clip_val,
+        "gradient_clip_algorithm": flags.get("gradient_clip_algorithm") or "norm",
+        "accumulate_grad_batches": flags.get("accumulate_grad_batches") or 1,
+        "log_every_n_steps": cfg.log_every_n_steps,
+        "compile": cfg.compile,
+    }
+
+
 def _trainer_parameters() -> tuple[list[str], dict[str, Any]]:
     import pytorch_lightning as pl
 

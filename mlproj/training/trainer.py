@@ -22,7 +22,7 @@ from pytorch_lightning.loggers import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
-from mlproj.config.flags import TASK_FLAGS, build_callbacks, check_trainer_flags, extra_flags
+from mlproj.config.flags import TASK_FLAGS, build_callbacks, check_trainer_flags, extra_flags, task_options
 from mlproj.config.schema import Accelerator, ProgressMode, Strategy, TrainerConfig
 from mlproj.data.batches import TensorBatches, split_batches
 from mlproj.tasks.supervised import SupervisedTask
@@ -187,19 +187,7 @@ def build_task(
 ) -> SupervisedTask:
     """The LightningModule with the trainer options it implements itself (manual optimization): clipping and
     gradient accumulation."""
-    flags = extra_flags(cfg)
-    return SupervisedTask(
-        network,
-        task,
-        num_classes,
-        monitor=cfg.monitor,
-        gradient_clip_val=cfg.gradient_clip_val,
-        gradient_clip_algorithm=flags.get("gradient_clip_algorithm") or "norm",
-        accumulate_grad_batches=flags.get("accumulate_grad_batches") or 1,
-        log_every_n_steps=cfg.log_every_n_steps,
-        compile=cfg.compile,
-        **kwargs,
-    )
+    return SupervisedTask(network, task, num_classes, **task_options(cfg), **kwargs)
 
 
 def build_trainer(
