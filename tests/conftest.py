@@ -187,3 +187,13 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+def table_package(network, model_cfg: dict, pre, raw: pd.DataFrame):
+    """A packaged table model as a run makes one (mlproj.packaging.package), from a network and its config node."""
+    from mlproj.packaging.pyfunc import Package, input_example
+    from mlproj.tasks.supervised import outputs
+
+    sizes = {"in_features": pre.num_features, "out_features": outputs(pre.task, len(pre.labels), None)}
+    recipe = {"family": "model", "node": model_cfg, "required": sizes}
+    return Package(network, recipe, pre, pre.task, list(pre.labels), example=input_example(pre, raw))

@@ -10,7 +10,7 @@ import pandas as pd
 from mlproj.data.preprocess import Preprocessor
 from mlproj.models import MLP
 from mlproj.packaging import pyfunc as packaging
-from tests.conftest import houses_frame
+from tests.conftest import houses_frame, table_package
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,9 +21,7 @@ def small_model(tmp_path: Path) -> tuple[Path, pd.DataFrame, packaging.TabularPr
     pre = Preprocessor.fit(raw, target, "regression")
     net = MLP(pre.num_features, 1, hidden_sizes=[8])
     path = tmp_path / "model"
-    packaging.save(
-        packaging.Package.for_table(net, {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}, pre, raw), path
-    )
+    packaging.save(table_package(net, {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}, pre, raw), path)
     return path, raw, packaging.TabularPredictor(net, pre)
 
 

@@ -18,7 +18,7 @@ from sklearn.datasets import load_diabetes
 from mlproj import metrics
 from mlproj.errors import ConfigError
 from mlproj.registry import gate as registry
-from tests.conftest import run_cli
+from tests.conftest import run_cli, table_package
 
 
 def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r") -> str:
@@ -32,9 +32,7 @@ def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r
     bunch = load_diabetes(as_frame=True)
     pre = Preprocessor.fit(bunch.data, bunch.target, "regression")
     with mlflow.start_run(run_name=name) as run:
-        package = packaging.Package.for_table(
-            Linear(pre.num_features, 1), {"_target_": "mlproj.models.Linear"}, pre, bunch.data
-        )
+        package = table_package(Linear(pre.num_features, 1), {"_target_": "mlproj.models.Linear"}, pre, bunch.data)
         info = packaging.log_model(package)
         mlflow.log_metrics(values)
         mlflow.set_tags(

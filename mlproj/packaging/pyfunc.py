@@ -50,13 +50,6 @@ class Package:
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
     requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
 
-    @classmethod
-    def for_table(cls, network: torch.nn.Module, model_cfg: dict[str, Any], pre: Preprocessor, raw: pd.DataFrame):
-        """A table's model: `model_cfg` is the model's config node, sized from the fitted preprocessing."""
-        sizes = {"in_features": pre.num_features, "out_features": pre.num_outputs}
-        recipe = {"family": "model", "node": model_cfg, "required": sizes}
-        return cls(network, recipe, pre, pre.task, list(pre.labels), example=input_example(pre, raw))
-
     def predictor(self) -> TabularPredictor | TensorPredictor:
         if self.pre is not None:
             return TabularPredictor(self.network, self.pre)

@@ -12,7 +12,7 @@ import pytest
 
 from mlproj.__main__ import main
 from mlproj.packaging import pyfunc as packaging
-from tests.conftest import houses_frame
+from tests.conftest import houses_frame, table_package
 from tests.test_packaging import small_model
 
 
@@ -138,9 +138,7 @@ def test_tampered_mlflow_model_is_refused_by_mlflow_and_predict_in_one_line(tmp_
     _, raw, original = small_model(tmp_path)
     folder = tmp_path / "mlflow_model"
     model_cfg = {"_target_": "mlproj.models.MLP", "hidden_sizes": [8]}
-    packaging.save_model(
-        folder, packaging.Package.for_table(original.network, model_cfg, original.pre, houses_frame(60))
-    )
+    packaging.save_model(folder, table_package(original.network, model_cfg, original.pre, houses_frame(60)))
     victim = tmp_path / "victim.log"
     victim.write_text("precious\n")
     (meta_file,) = folder.glob("data/*/mlproj.json")
