@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mlproj.config.schema import config_dir
-from mlproj.errors import ConfigError
+from mlproj.errors import EXIT_FAILED, ConfigError, MlprojError, exit_code, report
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")
@@ -22,10 +22,8 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mlproj.registry.gate import RegistryError
     from mlproj.sweeps.runs import note_failure
     from mlproj.tracking.masking import mark_secrets, redact, redact_hydra_outputs
-    from mlproj.tracking.outage import EXIT_KEPT_LOCALLY, KeptLocally, TrackingUnreachable
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
@@ -37,27 +35,16 @@ def _main(cfg: DictConfig) -> float | str | None:
         if sweep is not None:
             assign_gpu(cfg, hydra_cfg.job.num)
         result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), sweep=sweep)
-    except ConfigError as exc:
+    except MlprojError as exc:
         note_failure()
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if isinstance(exc, ConfigError) and os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"mlproj: error: {redact(str(exc))}", file=sys.stderr)
-        sys.exit(2)
-    except (RegistryError, TrackingUnreachable) as exc:
-        note_failure()
-        print(f"mlproj: error: {redact(str(exc))}", file=sys.stderr)
-        sys.exit(1)
-    except KeptLocally as exc:
-        note_failure()
-        print(f"mlproj: {redact(str(exc))}", file=sys.stderr)
-        if sweep is None or cfg.sweep.fail_fast:
-            sys.exit(EXIT_KEPT_LOCALLY)
-        return None
+        if sweep is not None and not exc.stops_sweep and not cfg.sweep.fail_fast:
+            print(f"mlproj: trial failed ({redact(str(exc))}); the sweep goes on", file=sys.stderr)
+            return None  # Hydra records the trial; the sweep goes on
+        sys.exit(report(exc, message=redact(str(exc))))
     except Exception as exc:
         note_failure()
-        if sweep is None and type(exc).__name__ == "TrainingDiverged":
-            print(f"mlproj: error: {exc}; the run was marked FAILED", file=sys.stderr)
-            sys.exit(1)
         if sweep is None:
             raise
         if cfg.sweep.fail_fast:
@@ -65,15 +52,16 @@ def _main(cfg: DictConfig) -> float | str | None:
             print(
                 f"mlproj: trial failed ({type(exc).__name__}: {exc}); sweep.fail_fast stops the sweep", file=sys.stderr
             )
-            sys.exit(1)
+            sys.exit(EXIT_FAILED)
         # A failing trial is recorded FAILED (with its traceback) and the sweep goes on.
         print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
         return None
     except KeyboardInterrupt as exc:
-        # 128 + the signal, as a shell reports it: 130 for Ctrl-C, 143 for SIGTERM (a preemption).
-        signum = int(getattr(exc, "signum", signal.SIGINT))
-        print(f"mlproj: interrupted ({signal.Signals(signum).name}); the run was marked KILLED", file=sys.stderr)
-        sys.exit(128 + signum)
+        print(
+            f"mlproj: interrupted ({signal.Signals(exit_code(exc) - 128).name}); the run was marked KILLED",
+            file=sys.stderr,
+        )
+        sys.exit(exit_code(exc))
     # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
     # or "pruned" for a trial Optuna stopped early.
     return result.extra.get("objective")
@@ -81,13 +69,14 @@ def _main(cfg: DictConfig) -> float | str | None:
 
 def assign_gpu(cfg: DictConfig, job_num: int) -> None:
     """A multirun job: one device only; with several GPUs, each job its own (job number mod GPU count)."""
+    from mlproj.config.schema import plain
     from mlproj.sweeps import runs as sweeps
 
     sweeps.check_devices(cfg)
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    chosen = sweeps.device_for_job(job_num, gpus, cfg.trainer.devices, cfg.trainer.accelerator.value)
+    chosen = sweeps.device_for_job(job_num, gpus, cfg.trainer.devices, plain(cfg.trainer.accelerator))
     if chosen is not None:
         cfg.trainer.devices = chosen
 
@@ -127,8 +116,7 @@ def check_hydra_nodes(argv: list[str]) -> None:
     except ConfigError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"mlproj: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(report(exc))
 
 
 def _compose_like_hydra(args: object) -> DictConfig | None:

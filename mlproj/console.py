@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mlproj import metrics
+from mlproj import metrics, tags
 from mlproj.results import RunResult
 
 
@@ -37,7 +37,7 @@ def already_finished(client: Any, run_id: str, task: str, uri: str) -> RunResult
     found = client.get_run(run_id)
     results = {k: v for k, v in found.data.metrics.items() if k.startswith("test_")}
     experiment = client.get_experiment(found.info.experiment_id).name
-    result = RunResult(run_id, experiment, uri, results, found.data.tags.get("mlproj.model_uri"), task)
+    result = RunResult(run_id, experiment, uri, results, found.data.tags.get(tags.MODEL_URI), task)
     print(f"mlproj: resume=auto: run {run_id} of this config already FINISHED; not training it again", flush=True)
     print("  (resume=null trains a new run)", flush=True)
     print_summary(result)

@@ -99,7 +99,7 @@ def declare_from_run(tags: dict[str, str], params: dict[str, str]) -> None:
     thresholds read back from MLflow (mlproj.register, a sweep's summary)."""
     import json
 
-    declare(json.loads(tags.get("mlproj.metric_directions") or "{}"), {}, params.get("trainer.monitor"))
+    declare(json.loads(tags.get(tags.METRIC_DIRECTIONS) or "{}"), {}, params.get("trainer.monitor"))
 
 
 def declared() -> dict[str, bool]:
@@ -156,6 +156,11 @@ def main_metric(task: str, stage: str = "test") -> str:
     return f"{stage}_{MAIN_METRIC[task]}"
 
 
+def objective(explicit: str | None, task: str) -> str:
+    """What a sweep optimises and ranks trials by: sweep.objective, else the task's main val metric."""
+    return explicit or main_metric(task, "val")
+
+
 def is_better(full_name: str, task: str, new: float, old: float) -> bool:
     return new > old if spec_of(full_name, task).higher_is_better else new < old
 
@@ -184,8 +189,8 @@ class Threshold:
         return f"{self.metric} {self.op} {self.value:g}"
 
 
-def parse_threshold(metric: str, condition: Any, task: str) -> Threshold:
-    """`0.4` means "at least this good" in the metric's direction; `"<60"` or `">=0.4"` are explicit."""
+def parse_condition(metric: str, condition: Any) -> re.Match:
+    """A threshold's syntax alone (the config checks, before the data says which metrics exist)."""
     if isinstance(condition, bool):
         condition = None  # a bool is not a number here, although Python says it is
     match = _CONDITION.match(str(condition)) if condition is not None else None
@@ -194,6 +199,12 @@ def parse_threshold(metric: str, condition: Any, task: str) -> Threshold:
             f"registry.thresholds.{metric}={condition!r} is not a condition; "
             "use a number (at least this good) or an operator and a number, e.g. '<60' or '>=0.4'"
         )
+    return match
+
+
+def parse_threshold(metric: str, condition: Any, task: str) -> Threshold:
+    """`0.4` means "at least this good" in the metric's direction; `"<60"` or `">=0.4"` are explicit."""
+    match = parse_condition(metric, condition)
     op = match.group(1)
     if op is None or task != CUSTOM or metric.partition("_")[0] not in ("val", "test"):
         # An explicit operator says the direction of a metric a task of your own logs; otherwise it must be known.

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlproj import metrics
+from mlproj import metrics, tags
 from mlproj.config import families
 from mlproj.config.checks import (
     check_config,
@@ -126,9 +126,9 @@ def _tables(source: DataSource, task_class: type, builtin: bool) -> Plan:
     prepared = source.prepare()
     pre = prepared.pre
     info = {
-        "mlproj.data.name": prepared.table.name,
-        "mlproj.data.target": str(prepared.table.target.name),
-        "mlproj.data.source": prepared.table.source,
+        tags.DATA_NAME: prepared.table.name,
+        tags.DATA_TARGET: str(prepared.table.target.name),
+        tags.DATA_SOURCE: prepared.table.source,
     }
     classes = len(pre.labels) if prepared.task == metrics.CLASSIFICATION else 0
     return Plan(
@@ -153,8 +153,8 @@ def _data_module(dm: Any, task_class: type, builtin: bool) -> Plan:
     kind = metrics.CLASSIFICATION if classes >= 2 else metrics.REGRESSION
     shape = list(x.shape[1:])
     info = {
-        "mlproj.data.name": type(dm).__name__,
-        "mlproj.data.source": f"{type(dm).__module__}.{type(dm).__qualname__}",
+        tags.DATA_NAME: type(dm).__name__,
+        tags.DATA_SOURCE: f"{type(dm).__module__}.{type(dm).__qualname__}",
     }
     example = x[:5].detach().cpu()
     return Plan(dm, kind, classes, int(x[0].numel()), shape, task_class, builtin, example=example, info=info)

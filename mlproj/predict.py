@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlproj.errors import ConfigError, InputError, MlprojError, ModelLoadError, report
+
 
 def read_rows(path: Path) -> pd.DataFrame:
     from mlproj.data.sources import read_table
@@ -24,18 +26,18 @@ def read_rows(path: Path) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".parquet", ".pq"):
+    from mlproj.data.table import is_parquet
+
+    if is_parquet(path):
         frame.to_parquet(path, index=False)
     else:
         frame.to_csv(path, index=False)
 
 
-def _error(message: str) -> int:
-    """One line on stderr (the last line of a multi-line message: where MLflow puts the cause), exit 1."""
+def one_line(message: str) -> str:
+    """The first and last lines of a multi-line message (MLflow puts the cause last)."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()] or ["unknown error"]
-    line = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
-    print(f"mlproj: error: {line}", file=sys.stderr)
-    return 1
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db")
     p.add_argument("--registry-uri", help="default: the tracking URI")
     args = p.parse_args(argv)
+    try:
+        return predict(args)
+    except MlprojError as exc:
+        return report(exc, "mlproj.predict", one_line(str(exc)))
 
+
+def predict(args: argparse.Namespace) -> int:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -60,18 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = read_rows(args.input)
     except (FileNotFoundError, ValueError) as exc:
-        return _error(str(exc))
+        raise ConfigError(str(exc)) from exc
     try:
         model = mlflow.pyfunc.load_model(args.model)
     except Exception as exc:  # not found, damaged, tampered (ModelLoadError, possibly from the model's own code/)
-        return _error(f"cannot load {args.model}: {getattr(exc, 'message', None) or exc}")
+        raise ModelLoadError(f"cannot load {args.model}: {getattr(exc, 'message', None) or exc}") from exc
     try:
         params = {"probabilities": True} if args.probabilities else None
         # Only the model's own columns go in (IDs and the target may sit in the file): MLflow would warn.
         wanted = model.metadata.get_input_schema().input_names()
         predictions = model.predict(rows[[c for c in rows.columns if c in wanted]], params=params)
     except (MlflowException, ValueError) as exc:
-        return _error(getattr(exc, "message", str(exc)).split("Error: ")[-1])
+        raise InputError(getattr(exc, "message", str(exc)).split("Error: ")[-1]) from exc
     out = pd.concat([rows.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
     write_table(out, args.output)
     print(f"{len(out)} predictions from {args.model} written to {args.output}")

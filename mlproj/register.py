@@ -11,10 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from mlproj import metrics
-from mlproj.errors import ConfigError
-
-MODEL_TAG = "mlproj.model_uri"
+from mlproj import metrics, tags
+from mlproj.errors import ConfigError, MlprojError, report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_string: str, sweep: str | None) -> Any:
     """The best finished run with a logged model; ranks in the metric's direction for the run's task."""
-    clauses = ["attributes.status = 'FINISHED'", f"tags.`{MODEL_TAG}` LIKE 'models:/%'"]
+    clauses = ["attributes.status = 'FINISHED'", f"tags.`{tags.MODEL_URI}` LIKE 'models:/%'"]
     if sweep:
         clauses.append(f"tags.`mlproj.sweep` = '{sweep}'")
     if filter_string:
@@ -53,7 +51,7 @@ def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_
     runs = client.search_runs(experiment_ids, filter_string=" and ".join(clauses), max_results=5000)
     if not runs:
         raise ConfigError("no FINISHED run with a logged model matches: " + " and ".join(clauses))
-    groups = {(r.data.tags.get("mlproj.data.name", "?"), r.data.tags.get("mlproj.task", "?")) for r in runs}
+    groups = {(r.data.tags.get(tags.DATA_NAME, "?"), r.data.tags.get(tags.TASK, "?")) for r in runs}
     if len(groups) != 1:
         # Runs of different datasets or tasks are not comparable on one metric.
         name, task = sorted(groups)[0]
@@ -88,17 +86,11 @@ def thresholds_of(run: Any, given: list[str] | None, task: str) -> list[metrics.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mlproj.registry.gate import RegistryError
-
     args = parse_args(argv)
     try:
         return _register(args)
-    except ConfigError as exc:
-        print(f"mlproj.register: error: {exc}", file=sys.stderr)
-        return 2
-    except RegistryError as exc:
-        print(f"mlproj.register: error: {exc}", file=sys.stderr)
-        return 1
+    except MlprojError as exc:
+        return report(exc, "mlproj.register")
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -151,8 +143,11 @@ def register_best(
     client = MlflowClient(uri, registry_uri)
     if run_id:
         run = client.get_run(run_id)
-        task = run.data.tags.get("mlproj.task", "")
-        if task not in (metrics.REGRESSION, metrics.CLASSIFICATION, metrics.CUSTOM) or MODEL_TAG not in run.data.tags:
+        task = run.data.tags.get(tags.TASK, "")
+        if (
+            task not in (metrics.REGRESSION, metrics.CLASSIFICATION, metrics.CUSTOM)
+            or tags.MODEL_URI not in run.data.tags
+        ):
             raise ConfigError(f"run {run_id} is not an mlproj run with a logged model")
         metrics.declare_from_run(run.data.tags, run.data.params)
         metric = metric or metrics.main_metric(task)
@@ -163,8 +158,8 @@ def register_best(
             raise ConfigError(f"no experiment named {experiment!r}; experiments: {names}")
         run, task, metric = best_run(client, [found.experiment_id], metric, filter_string, sweep)
     experiment_name = client.get_experiment(run.info.experiment_id).name
-    data_name = run.data.tags.get("mlproj.data.name", "model")
-    target = run.data.tags.get("mlproj.data.target", "target")
+    data_name = run.data.tags.get(tags.DATA_NAME, "model")
+    target = run.data.tags.get(tags.DATA_TARGET, "target")
     name = model_name or registry.default_model_name(experiment_name, data_name, target)
     registry.check_registry_uri(registry_uri, name)
     policy = registry.Policy(
@@ -180,10 +175,10 @@ def register_best(
     decision = registry.gate(
         client,
         run.info.run_id,
-        run.data.tags[MODEL_TAG],
+        run.data.tags[tags.MODEL_URI],
         run.data.metrics,
         policy,
-        extra_tags={"mlproj.registered_by": source},
+        extra_tags={tags.REGISTERED_BY: source},
         lock_path=f"{db}.registry.lock" if db else None,
         dry_run=dry_run,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mlproj import metrics
+from mlproj import metrics, tags
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
 from mlproj.results import RunResult
@@ -53,11 +53,11 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
     uri = tracking.tracking_uri(cfg.tracking)
     if point is not None and point.finished:
         return already_finished(client, point.run_id, plan.metric_task, uri)
-    run_tags = {"mlproj.task": plan.metric_task, "mlproj.config_digest": digest, **plan.info}
-    run_tags["mlproj.metric_directions"] = tracking.json_tag(metrics.declared())
+    run_tags = {tags.TASK: plan.metric_task, tags.CONFIG_DIGEST: digest, **plan.info}
+    run_tags[tags.METRIC_DIRECTIONS] = tracking.json_tag(metrics.declared())
     if sweep:
-        run_tags.update({"mlproj.sweep": sweep, **sweeps.child_tags(overrides or [])})
-    tags = tracking.provenance_tags(overrides or [], {**cfg.tracking.tags, **run_tags})
+        run_tags.update({tags.SWEEP: sweep, **sweeps.child_tags(overrides or [])})
+    all_tags = tracking.provenance_tags(overrides or [], {**cfg.tracking.tags, **run_tags})
     run_name = cfg.tracking.run_name or (sweeps.child_name(overrides or []) if sweep else None)
     work_dir = output_dir or Path(tempfile.mkdtemp(prefix="mlproj-"))
     checkpoint_dir = point.checkpoint_dir if point and point.checkpoint_dir else work_dir / "checkpoints"
@@ -65,7 +65,9 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
     try:
         with (
             resume.lock(checkpoint_dir, resumed),
-            tracking.tracked_run(client, experiment_id, run_name, tags, cfg.tracking.system_metrics, resumed) as active,
+            tracking.tracked_run(
+                client, experiment_id, run_name, all_tags, cfg.tracking.system_metrics, resumed
+            ) as active,
         ):
             run_id = active.info.run_id
             resume.record(checkpoint_dir, run_id, uri)
@@ -79,7 +81,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
         return result
     result.experiment = client.get_experiment(experiment_id).name
     print_summary(result)
-    name, target = plan.info.get("mlproj.data.name", "data"), plan.info.get("mlproj.data.target", "target")
+    name, target = plan.info.get(tags.DATA_NAME, "data"), plan.info.get(tags.DATA_TARGET, "target")
     result.extra["registry"] = registry.after_run(client, cfg, result, name, target, in_sweep=sweep is not None)
     return result
 
@@ -108,7 +110,7 @@ def train(
     lost = outage.Outage(uri, cfg.tracking.retry_for)
     if point is None:
         tracking.log_inputs(client, run_id, cfg, overrides, plan)
-        client.set_tag(run_id, resume.CHECKPOINT_TAG, str(checkpoint_dir.resolve()))
+        client.set_tag(run_id, tags.CHECKPOINT_DIR, str(checkpoint_dir.resolve()))
     history = tracking.epoch_history(client, run_id) if point is not None else None
     run_logger = RunLogger(client, run_id, lost, history)
     checkpoint = point.checkpoint if point is not None else None
@@ -118,10 +120,10 @@ def train(
     results, module, recipe = fit_and_test(cfg, plan, run_logger, checkpoint_dir, checkpoint)
     if results == PRUNED:
         run_logger.flush()
-        client.set_tag(run_id, "mlproj.sweep.pruned", "true")
+        client.set_tag(run_id, tags.SWEEP_PRUNED, "true")
         print(f"mlproj: trial {cfg.sweep.trial} pruned by Optuna; run {run_id} ends FINISHED, tagged pruned")
         return RunResult(run_id, "", uri, {}, None, task, {"objective": PRUNED})
-    objective = cfg.sweep.objective or metrics.main_metric(task, "val")
+    objective = metrics.objective(cfg.sweep.objective, task)
     score = sweeps.objective_value(run_logger.history, results, objective, task)
     package = package_of(plan, module, recipe, list(cfg.tracking.extra_pip_requirements))
     figures = test_figures(plan, package, run_logger.history) if cfg.tracking.log_plots else {}

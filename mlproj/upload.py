@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from mlproj import tags
+from mlproj.errors import ConfigError, MlprojError, report
 from mlproj.tracking.outage import BATCH_LIMIT, METRICS_FILE, RUN_FILE
 
 
@@ -22,18 +24,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("folder", type=Path, help="the unlogged/ folder the training command named")
     p.add_argument("--tracking-uri", help="default: the one the run was trained against (if it held no secret)")
     args = p.parse_args(argv)
+    try:
+        return upload(args)
+    except MlprojError as exc:
+        return report(exc, "mlproj.upload")
+
+
+def upload(args: argparse.Namespace) -> int:
     record_path = args.folder / RUN_FILE
     if not record_path.is_file():
         if (args.folder.with_name("uploaded") / RUN_FILE).is_file():
             print(f"mlproj.upload: {args.folder} was already uploaded (now {args.folder.with_name('uploaded')})")
             return 0
-        print(f"mlproj.upload: error: {record_path} not found (is {args.folder} an unlogged/ folder?)", file=sys.stderr)
-        return 2
+        raise ConfigError(f"{record_path} not found (is {args.folder} an unlogged/ folder?)")
     record = json.loads(record_path.read_text())
     uri = args.tracking_uri or record["tracking_uri"]
     if "***" in uri:
-        print("mlproj.upload: error: the stored tracking URI is masked; pass --tracking-uri", file=sys.stderr)
-        return 2
+        raise ConfigError("the stored tracking URI is masked; pass --tracking-uri")
 
     import mlflow
     from mlflow.entities import Metric
@@ -42,11 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlproj.tracking import outage
 
     if outage.is_remote(uri):
-        try:
-            outage.probe(uri)
-        except outage.TrackingUnreachable as exc:
-            print(f"mlproj.upload: error: {exc}", file=sys.stderr)
-            return 1
+        outage.probe(uri)  # TrackingUnreachable: exit 1, nothing sent
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     run_id = record["run_id"]
@@ -62,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 
         with mlflow.start_run(run_id=run_id):
             model_uri = packaging.log_saved(args.folder / "model").model_uri
-        client.set_tag(run_id, "mlproj.model_uri", model_uri)
+        client.set_tag(run_id, tags.MODEL_URI, model_uri)
     plots = args.folder / "plots"
     if plots.is_dir():
         client.log_artifacts(run_id, str(plots), "plots")
-    client.set_tag(run_id, "mlproj.uploaded", "true")
+    client.set_tag(run_id, tags.UPLOADED, "true")
     client.set_terminated(run_id, "FINISHED")
     print(
         f"mlproj.upload: run {run_id} FINISHED: {len(metrics)} metrics" + (f", model {model_uri}" if model_uri else "")

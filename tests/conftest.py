@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
 import subprocess
 import sys
@@ -25,6 +26,42 @@ QUICK = [
     "trainer.accelerator=cpu",
     "trainer.devices=1",
 ]
+
+
+# --- the test tiers: a test that starts a process is `slow` (scripts/test.sh runs it only with --all) ---------
+# Counted: any child process (subprocess, multiprocessing, torch's spawn) but a few system tools that libraries
+# run in-process for a fact (git for the commit id, uname/ldconfig for the platform): milliseconds, no
+# interpreter, no server.
+QUICK_TOOLS = frozenset({"git", "uname", "ldconfig", "nvidia-smi"})
+_spawned: list[str] = []
+_popen_init = subprocess.Popen.__init__
+
+
+def _recording_popen_init(self, args, *rest, **kwargs):  # type: ignore[no-untyped-def]
+    argv = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args)
+    if Path(str(argv[0]).split()[0]).name not in QUICK_TOOLS:
+        _spawned.append(" ".join(map(str, argv))[:120])
+    _popen_init(self, args, *rest, **kwargs)
+
+
+def _recording_start(self):  # type: ignore[no-untyped-def]
+    _spawned.append(f"multiprocessing {type(self).__name__}")
+    return _process_start(self)
+
+
+subprocess.Popen.__init__ = _recording_popen_init  # type: ignore[method-assign]
+_process_start = multiprocessing.process.BaseProcess.start
+multiprocessing.process.BaseProcess.start = _recording_start  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _slow_if_it_spawns(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails a test that starts a process without the `slow` marker (set up first, torn down last: the
+    fixtures it uses, servers included, are counted)."""
+    _spawned.clear()
+    yield
+    if _spawned and request.node.get_closest_marker("slow") is None:
+        pytest.fail(f"starts a process but is not marked slow: {_spawned[0]}", pytrace=False)
 
 
 @pytest.fixture
@@ -110,6 +147,23 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def run_main(*args: str) -> int:
+    """`python -m mlproj ARGS` in this process (mlproj.__main__.main, as the console script calls it); returns
+    the exit code. What it printed: the `capsys` fixture's readouterr()."""
+    from mlproj.__main__ import main
+
+    argv = sys.argv
+    sys.argv = ["mlproj", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+    return code
 
 
 def wait_until_serving(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:

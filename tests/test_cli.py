@@ -1,4 +1,6 @@
-"""The commands users type, each in its own process: `python -m mlproj ...` and the `mlproj` script."""
+"""The commands users type: `python -m mlproj ...` and the `mlproj` script, in their own process (slow), and the
+error cases in-process through `mlproj.__main__.main` (what the console script calls), two of them also as
+real processes."""
 
 from __future__ import annotations
 
@@ -10,11 +12,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import run_cli
-
-pytestmark = pytest.mark.slow
+from tests.conftest import run_cli, run_main
 
 
+@pytest.mark.slow
 def test_default_job_tracks_one_finished_run(tmp_path):
     out = run_cli("debug=quick", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -28,6 +29,7 @@ def test_default_job_tracks_one_finished_run(tmp_path):
     assert run.data.tags["mlproj.model_uri"].startswith("models:/")
 
 
+@pytest.mark.slow
 def test_csv_job_predicts_raw_rows_of_the_file(tmp_path, houses_csv):
     out = run_cli("data=csv", f"data.path={houses_csv.name}", "data.target=price", "debug=quick", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -40,41 +42,59 @@ def test_csv_job_predicts_raw_rows_of_the_file(tmp_path, houses_csv):
     assert model.predict(rows)["prediction"].notna().all()
 
 
+# (overrides, what the message says, exit code: 1 for Hydra's own composition errors, 2 for mlproj's)
 BAD = [
-    (["data=nope"], "Available options in 'data'"),
-    (["model=transformer"], "Available options in 'model'"),
-    (["trainer.max_epochz=3"], "Key 'max_epochz' not in 'TrainerConfig'"),
-    (["trainer.max_epochs=abc"], "trainer.max_epochs"),
-    (["trainer.accelerator=tpu"], "expected one of [auto, cpu, gpu, cuda, mps]"),
-    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be >= 1"),
-    (["optimizer.lr=0"], "optimizer.lr=0 must be > 0"),
-    (["data=csv"], "data.path is required (a .csv or .parquet file); set it with data.path=..."),
-    (["data=csv", "data.path=missing.csv", "data.target=y"], "data.path='missing.csv': no such file"),
-    (["data=csv", "data.path=houses.csv", "data.target=prize"], "is not a column of houses.csv; columns: house_id"),
-    (["data=csv", "data.path=empty.csv", "data.target=y"], "holds no rows"),
-    (["++registry.thresholds.test_accuracy=0.9"], "choose one of: val_loss"),
-    (["++registry.thresholds.test_r2=high"], "is not a condition"),
-    (["trainer.monitor=val_accuracy"], "trainer.monitor: 'val_accuracy' is not a metric of a regression run"),
-    (["model.activation=swish"], "model.activation='swish'"),
+    (["data=nope"], "Available options in 'data'", 1),
+    (["model=transformer"], "Available options in 'model'", 1),
+    (["trainer.max_epochz=3"], "Key 'max_epochz' not in 'TrainerConfig'", 1),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs", 1),
+    (["trainer.accelerator=tpu"], "expected one of [auto, cpu, gpu, cuda, mps]", 1),
+    (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be >= 1", 2),
+    (["optimizer.lr=0"], "optimizer.lr=0 must be > 0", 2),
+    (["data=csv"], "data.path is required (a .csv or .parquet file); set it with data.path=...", 2),
+    (["data=csv", "data.path=missing.csv", "data.target=y"], "data.path='missing.csv': no such file", 2),
+    (["data=csv", "data.path=houses.csv", "data.target=prize"], "is not a column of houses.csv; columns: house_id", 2),
+    (["data=csv", "data.path=empty.csv", "data.target=y"], "holds no rows", 2),
+    (["++registry.thresholds.test_accuracy=0.9"], "choose one of: val_loss", 2),
+    (["++registry.thresholds.test_r2=high"], "is not a condition", 2),
+    (["trainer.monitor=val_accuracy"], "trainer.monitor: 'val_accuracy' is not a metric of a regression run", 2),
+    (["model.activation=swish"], "model.activation='swish'", 2),
 ]
 
 
-@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_is_one_clear_message_and_creates_nothing(tmp_path, houses_csv, args, message):
+@pytest.mark.parametrize("args,message,expected", BAD, ids=[" ".join(a) for a, _, _ in BAD])
+def test_bad_input_is_one_clear_message_and_creates_nothing(tmp_path, houses_csv, capsys, args, message, expected):
     (tmp_path / "empty.csv").write_text("y,x\n")
-    out = run_cli(*args, cwd=tmp_path)
-    text = out.stderr + out.stdout
-    assert out.returncode != 0
+    code = run_main(*args)
+    out = capsys.readouterr()
+    text = out.err + out.out
+    assert code == expected, text
     assert message in text, text
     assert "Traceback" not in text
+    if code == 2:  # mlproj's own: one line
+        lines = [line for line in out.err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("mlproj: error: "), lines
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args,message,code",
+    [(["optimizer.lr=0"], "optimizer.lr=0 must be > 0", 2), (["data=nope"], "Available options in 'data'", 1)],
+)
+def test_bad_input_as_a_user_types_it(tmp_path, args, message, code):
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == code and message in out.stderr + out.stdout and "Traceback" not in out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.slow
 def test_full_error_shows_the_traceback(tmp_path):
     out = run_cli("optimizer.lr=0", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert out.returncode != 0 and "Traceback" in out.stderr and "ConfigError" in out.stderr
 
 
+@pytest.mark.slow
 def test_help_and_cfg_answer_without_training(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
     assert out.returncode == 0
@@ -89,6 +109,7 @@ def test_help_and_cfg_answer_without_training(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_run_logs_into_the_run_mlflow_created(tmp_path):
     import os
     import subprocess
@@ -111,6 +132,7 @@ def test_mlflow_run_logs_into_the_run_mlflow_created(tmp_path):
     assert run.data.tags["mlproj.model_uri"].startswith("models:/")
 
 
+@pytest.mark.slow
 def test_bring_your_own_module_without_forking(tmp_path):
     """A user's nn.Module in their own package, a config in their own folder: --config-dir and _target_."""
     package = tmp_path / "mynets"

@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_diabetes
 
-from mlproj import metrics
+from mlproj import metrics, tags
 from mlproj.errors import ConfigError
 from mlproj.registry import gate as registry
 from tests.conftest import run_cli, table_package
@@ -75,8 +75,8 @@ def test_pass_registers_a_version_with_its_story(store):
     assert version.tags["mlproj.thresholds"] == '["test_r2 >= 0.4", "test_rmse < 60"]'
     assert "test_r2=0.5" in version.description and "Gate: test_r2 >= 0.4" in version.description
     assert aliases(store, "houses") == {"champion": "1", "challenger": "1"}
-    tags = client.get_run(run_id).data.tags
-    assert tags[registry.DECISION_TAG] == "registered" and tags[registry.VERSION_TAG] == "1"
+    found = client.get_run(run_id).data.tags
+    assert found[tags.DECISION] == "registered" and found[tags.REGISTERED_VERSION] == "1"
     model = mlflow.pyfunc.load_model("models:/houses@champion")
     assert len(model.predict(load_diabetes(as_frame=True).data.head(4))) == 4
 
@@ -87,9 +87,9 @@ def test_fail_registers_nothing_and_says_why(store):
     assert decision.decision == "rejected"
     with pytest.raises(MlflowException):
         MlflowClient(store).get_registered_model("houses")
-    tags = MlflowClient(store).get_run(run_id).data.tags
-    assert tags[registry.DECISION_TAG] == "rejected"
-    assert tags[registry.REASON_TAG] == "below threshold: test_r2=0.3 (needs >= 0.4)"
+    found = MlflowClient(store).get_run(run_id).data.tags
+    assert found[tags.DECISION] == "rejected"
+    assert found[tags.REASON] == "below threshold: test_r2=0.3 (needs >= 0.4)"
     table = registry.format_table(decision.checks)
     assert "test_r2" in table and "FAIL" in table and "test_rmse" in table and "pass" in table
 
@@ -98,7 +98,7 @@ def test_disabled_gate_is_skipped(store):
     run_id = make_run(store, "reg", {"test_r2": 0.9})
     decision = gate_run(store, run_id, policy("houses", {"test_r2": 0.4}, enabled=False))
     assert decision.decision == "skipped"
-    assert MlflowClient(store).get_run(run_id).data.tags[registry.DECISION_TAG] == "skipped"
+    assert MlflowClient(store).get_run(run_id).data.tags[tags.DECISION] == "skipped"
     assert MlflowClient(store).search_registered_models() == []
 
 
@@ -161,6 +161,7 @@ def concurrent_gates(uri: str, lock: bool) -> None:
     assert str(client.get_model_version_by_alias("shared", "challenger").version) == "4"  # the newest
 
 
+@pytest.mark.slow
 def test_four_processes_register_at_once_on_sqlite(tmp_path):
     concurrent_gates(f"sqlite:///{tmp_path / 'race.db'}", lock=True)
 
@@ -280,7 +281,7 @@ def test_batch_predict_from_the_champion(store, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 1 and "missing.csv: no such file" in bad.stderr
+    assert bad.returncode == 2 and "mlproj.predict: error: missing.csv: no such file" in bad.stderr
 
 
 @pytest.mark.slow
@@ -291,7 +292,7 @@ def test_training_run_gates_itself(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     version = MlflowClient(uri).get_model_version_by_alias("mlproj-diabetes", "champion")
     run = MlflowClient(uri).get_run(version.run_id)
-    assert run.data.tags[registry.DECISION_TAG] == "registered"
+    assert run.data.tags[tags.DECISION] == "registered"
     assert version.tags["mlproj.config_digest"] == run.data.tags["mlproj.config_digest"]
 
     rejected = run_cli("debug=quick", '++registry.thresholds.test_rmse="<1"', cwd=tmp_path)
@@ -314,7 +315,7 @@ def test_sweep_registration_policy(tmp_path, when, expected_versions):
     if when == "best":  # best by the sweep objective (val_rmse at its best epoch)
         best = min(runs, key=lambda r: r.data.metrics["sweep_objective"])
         assert versions[0].run_id == best.info.run_id
-        decisions = sorted(r.data.tags[registry.DECISION_TAG] for r in runs)
+        decisions = sorted(r.data.tags[tags.DECISION] for r in runs)
         assert decisions == ["deferred", "registered"]
 
 

@@ -116,6 +116,7 @@ def test_ddp_ranks_stream_equal_batches_of_their_own_row_groups(stream_data, mon
     assert sum(rows for _, _, rows in per_rank.values()) == split_rows(Path(), "val")  # each val row once
 
 
+@pytest.mark.slow
 def test_dataloader_workers_split_the_row_groups(stream_data, make_cfg, houses_parquet):
     node = make_cfg(*stream_overrides(houses_parquet, "data.batch_size=256", "data.num_workers=2")).data
     cfg = families.build(node, "data", "data")

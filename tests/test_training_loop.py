@@ -137,6 +137,7 @@ def test_step_level_metrics_every_n_steps(make_cfg, store, tmp_path):
     assert not [k for k in epoch_history(client, result.run_id) if k.startswith("step_")]
 
 
+@pytest.mark.slow
 def test_compiled_training_packages_the_plain_network(make_cfg, store, tmp_path):
     import shutil
     import time

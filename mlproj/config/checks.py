@@ -19,6 +19,8 @@ from mlproj.config.schema import (
     TrackingConfig,
     TrainerConfig,
     TunerConfig,
+    gate_on,
+    plain,
 )
 from mlproj.errors import ConfigError
 
@@ -120,6 +122,10 @@ def check_config(cfg: DictConfig) -> None:
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
     _at_least("trainer.num_nodes", t.num_nodes, 1)
+    from mlproj.metrics import parse_condition
+
+    for name, condition in cfg.registry.thresholds.items():
+        parse_condition(str(name), condition)
     tuner = cfg.get("tuner")
     if tuner is not None:
         if not 0 < tuner.min_lr < tuner.max_lr:
@@ -167,9 +173,9 @@ def check_devices(cfg: DictConfig) -> None:
     import torch
 
     t = cfg.trainer
-    accelerator = str(getattr(t.accelerator, "value", t.accelerator))
+    accelerator = plain(t.accelerator)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    strategy = str(getattr(t.strategy, "value", t.strategy))
+    strategy = plain(t.strategy)
     if strategy == "ddp" and gpus == 0 and accelerator != "cpu":
         raise ConfigError(
             f"trainer.strategy=ddp with trainer.accelerator={accelerator} but this machine has no CUDA GPU; "
@@ -196,8 +202,7 @@ def check_task_metrics(cfg: DictConfig, task: str) -> None:
     metrics.spec_of(cfg.trainer.monitor, task, stages=("val",), key="trainer.monitor")
     for name, condition in cfg.registry.thresholds.items():
         metrics.parse_threshold(str(name), condition, task)
-    gate_on = cfg.registry.enabled or (cfg.registry.enabled is None and cfg.registry.thresholds)
-    if cfg.registry.primary_metric or gate_on:  # the gate compares champion and challenger on it
+    if cfg.registry.primary_metric or gate_on(cfg.registry):  # the gate compares champion and challenger on it
         primary = cfg.registry.primary_metric or metrics.main_metric(task)
         metrics.spec_of(primary, task, stages=("val", "test"), key="registry.primary_metric")
     if cfg.sweep.objective:

@@ -118,7 +118,9 @@ def resolve(node: Any, family: str, key: str, origin: Path | None = None) -> typ
     if not inspect.isclass(obj):
         what = "a function" if callable(obj) else f"a {type(obj).__name__}"
         raise ConfigError(f"{key}._target_={target!r} is {what}, not a class of {fam.display}")
-    if not issubclass(obj, fam.classes()):
+    # Only the bases already imported: a subclass of a base imports it, so none is missed, and checking
+    # mlproj's own DataSource does not import Lightning (seconds) for a config that may yet be refused.
+    if not issubclass(obj, fam.classes(imported_only=True)):
         raise ConfigError(f"{key}._target_={target!r} is not a {fam.display} class")
     if origin is not None:
         for name in {obj.__module__.split(".")[0], *_module_names(obj)} - preloaded:

@@ -155,6 +155,16 @@ class RegistryConfig:
     when: When = When.each
 
 
+def gate_on(registry: Any) -> bool:
+    """Whether a run's registry gate runs: `registry.enabled`, or by default when thresholds are set."""
+    return bool(registry.enabled) if registry.enabled is not None else bool(registry.thresholds)
+
+
+def plain(value: Any) -> str:
+    """An enum-typed key's value as its string (a DictConfig holds the Enum, a plain dict the string)."""
+    return str(getattr(value, "value", value))
+
+
 @dataclass
 class SweepConfig:
     # The metric a multirun optimises and ranks trials by; default: the task's main val metric

@@ -11,9 +11,9 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlproj.config.schema import TaskKind
-from mlproj.data.preprocess import InputError, Preprocessor, infer_task
+from mlproj.data.preprocess import Preprocessor, infer_task
 from mlproj.data.table import Table
-from mlproj.errors import ConfigError
+from mlproj.errors import ConfigError, InputError
 from mlproj.metrics import CLASSIFICATION
 
 log = logging.getLogger(__name__)

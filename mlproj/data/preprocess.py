@@ -16,15 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlproj.errors import InputError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 
 log = logging.getLogger(__name__)
 
 MAX_AUTO_CLASSES = 20  # an integer-valued target with at most this many values is a class label
-
-
-class InputError(ValueError):
-    """Rows that do not fit the fitted preprocessing (missing columns, wrong types)."""
 
 
 @dataclass

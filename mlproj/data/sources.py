@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-
 from mlproj.config.schema import TaskKind
 from mlproj.data.base import DataSource
 from mlproj.data.table import Table, read_table, select_columns
 from mlproj.errors import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas is imported where tables are made: checking a config needs none
     from mlproj.data.prepare import PreparedData
 
 BUNDLED = {  # data=<name>: scikit-learn loader, task
@@ -113,6 +111,7 @@ class SyntheticTable(TableSource):
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be >= {low}")
 
     def load(self) -> Table:
+        import pandas as pd
         from sklearn.datasets import make_classification, make_regression
 
         n_inf = max(1, min(self.features, self.features // 2 + 1))
@@ -148,6 +147,8 @@ class TableFile(TableSource):
     target: str
 
     def load(self) -> Table:
+        import pandas as pd
+
         path = Path(self.path).expanduser()
         if not path.is_file():
             raise ConfigError(f"data.path={self.path!r}: no such file")

@@ -29,20 +29,16 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mlproj.data.batches import rank_and_world
 from mlproj.data.prepare import SPLITS, PreparedData, Split, resolve_task
-from mlproj.data.preprocess import InputError, Preprocessor
+from mlproj.data.preprocess import Preprocessor
 from mlproj.data.sources import TableFile
-from mlproj.data.table import Table, select_columns
-from mlproj.errors import ConfigError
+from mlproj.data.table import Table, is_parquet, select_columns
+from mlproj.errors import ConfigError, InputError
 from mlproj.metrics import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 READ_ROWS = 65_536  # rows per record batch read: what one read holds in memory, with the row group's pages
-
-
-def is_parquet(path: str | None) -> bool:
-    return bool(path) and "".join(Path(str(path)).suffixes).lower().endswith((".parquet", ".pq"))
 
 
 def split_codes(index: np.ndarray, seed: int, val_fraction: float, test_fraction: float) -> np.ndarray:

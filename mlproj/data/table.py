@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where tables are read: checking a config needs none
+    import pandas as pd
 
 from mlproj.config.schema import TaskKind
 from mlproj.errors import ConfigError
@@ -22,10 +23,16 @@ class Table:
     dropped_target_rows: int = 0
 
 
+def is_parquet(path: str | Path | None) -> bool:
+    """Parquet or CSV (also compressed: .csv.gz), by the file's extension."""
+    return bool(path) and "".join(Path(str(path)).suffixes).lower().endswith((".parquet", ".pq"))
+
+
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV (also compressed) or Parquet file, chosen by its extension."""
-    suffixes = "".join(path.suffixes).lower()
-    return pd.read_parquet(path) if suffixes.endswith((".parquet", ".pq")) else pd.read_csv(path)
+    import pandas as pd
+
+    return pd.read_parquet(path) if is_parquet(path) else pd.read_csv(path)
 
 
 def select_columns(table: Table, source: Any) -> Table:

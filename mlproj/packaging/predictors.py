@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlproj.data.preprocess import InputError, Preprocessor
+from mlproj.data.preprocess import Preprocessor
+from mlproj.errors import InputError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 
 PROBABILITIES_PARAM = "probabilities"

@@ -24,16 +24,13 @@ import torch
 
 from mlproj import __version__
 from mlproj.data.preprocess import Preprocessor
+from mlproj.errors import ModelLoadError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 from mlproj.packaging.predictors import PROBABILITIES_PARAM, TabularPredictor, TensorPredictor
 
 FORMAT_VERSION = 2  # 1: mlproj 0.1 (tables only), still loaded
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "mlproj.json"
-
-
-class ModelLoadError(RuntimeError):
-    """A packaged model that is missing, damaged, of an unknown format, or names a class it may not."""
 
 
 @dataclass

@@ -19,19 +19,15 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mlproj import metrics
+from mlproj import metrics, tags
 from mlproj.config.checks import check_registry_uri  # noqa: F401 (mlproj.register calls it from here)
+from mlproj.config.schema import gate_on, plain
+from mlproj.errors import RegistryError
 from mlproj.tracking.runs import write_again_on_conflict
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-DECISION_TAG, REASON_TAG = "mlproj.registry.decision", "mlproj.registry.reason"
-VERSION_TAG, NAME_TAG = "mlproj.registry.version", "mlproj.registry.model_name"
-
-
-class RegistryError(RuntimeError):
-    """The registry could not be reached or refused a write; the run and its model are intact."""
 
 
 @dataclass
@@ -74,13 +70,13 @@ class Decision:
 
 def policy_from_config(registry_cfg: Any, task: str, default_name: str) -> Policy:
     thresholds = [metrics.parse_threshold(str(k), v, task) for k, v in registry_cfg.thresholds.items()]
-    enabled = registry_cfg.enabled if registry_cfg.enabled is not None else bool(thresholds)
+    enabled = gate_on(registry_cfg)
     return Policy(
         model_name=registry_cfg.model_name or default_name,
         task=task,
         thresholds=thresholds,
         primary_metric=registry_cfg.primary_metric or "",
-        promote=str(getattr(registry_cfg.promote, "value", registry_cfg.promote)),
+        promote=plain(registry_cfg.promote),
         enabled=bool(enabled),
     )
 
@@ -100,8 +96,8 @@ def after_run(
 
     default_name = default_model_name(result.experiment, data_name, target)
     policy = policy_from_config(cfg.registry, result.task, default_name)
-    if in_sweep and str(getattr(cfg.registry.when, "value", cfg.registry.when)) == "best" and policy.enabled:
-        client.set_tag(result.run_id, DECISION_TAG, "deferred")  # the sweep's end decides (SweepRegistrar)
+    if in_sweep and plain(cfg.registry.when) == "best" and policy.enabled:
+        client.set_tag(result.run_id, tags.DECISION, "deferred")  # the sweep's end decides (SweepRegistrar)
         return Decision("deferred", [])
     run = client.get_run(result.run_id)
     values = {**run.data.metrics, **result.metrics}  # val_*: last epoch; test_*: the best checkpoint
@@ -121,7 +117,7 @@ def after_run(
 
 
 def _provenance(run_tags: dict[str, str]) -> dict[str, str]:
-    keep = {"mlproj.config_digest": "mlproj.config_digest", "mlflow.source.git.commit": "mlproj.git_commit"}
+    keep = {tags.CONFIG_DIGEST: tags.CONFIG_DIGEST, tags.GIT_COMMIT: tags.VERSION_GIT_COMMIT}
     return {new: run_tags[old] for old, new in keep.items() if old in run_tags}
 
 
@@ -210,35 +206,35 @@ def gate(
         return decision
     if decision.decision == "registered":
         assert model_uri is not None
-        tags = {**version_tags(run_id, values, policy), **(extra_tags or {})}
+        on_version = {**version_tags(run_id, values, policy), **(extra_tags or {})}
         try:
-            _register(client, run_id, model_uri, values, policy, tags, decision, lock_path)
+            _register(client, run_id, model_uri, values, policy, on_version, decision, lock_path)
         except MlflowException as exc:
             raise RegistryError(
                 f"registering run {run_id} as {policy.model_name!r} failed: {exc.message.splitlines()[0]}. "
                 f"The run and its model are intact; register it later with: "
                 f"python -m mlproj.register --run-id {run_id} --model-name {policy.model_name}"
             ) from exc
-    run_tags = {DECISION_TAG: decision.decision, NAME_TAG: policy.model_name}
+    run_tags = {tags.DECISION: decision.decision, tags.REGISTERED_NAME: policy.model_name}
     if decision.reason:
-        run_tags[REASON_TAG] = decision.reason[:5000]
+        run_tags[tags.REASON] = decision.reason[:5000]
     if decision.version:
-        run_tags[VERSION_TAG] = decision.version
+        run_tags[tags.REGISTERED_VERSION] = decision.version
     for key, value in run_tags.items():
         client.set_tag(run_id, key, value)
     return decision
 
 
 def version_tags(run_id: str, values: dict[str, float], policy: Policy) -> dict[str, str]:
-    tags = {
-        "mlproj.run_id": run_id,
-        "mlproj.task": policy.task,
-        "mlproj.primary_metric": policy.primary_metric,
-        "mlproj.promote": policy.promote,
-        "mlproj.thresholds": json.dumps([str(t) for t in policy.thresholds]),
+    found = {
+        tags.VERSION_RUN_ID: run_id,
+        tags.TASK: policy.task,
+        tags.PRIMARY_METRIC: policy.primary_metric,
+        tags.PROMOTE: policy.promote,
+        tags.THRESHOLDS: json.dumps([str(t) for t in policy.thresholds]),
     }
-    tags.update({f"metric.{k}": repr(float(v)) for k, v in sorted(values.items())})  # full precision
-    return tags
+    found.update({f"metric.{k}": repr(float(v)) for k, v in sorted(values.items())})  # full precision
+    return found
 
 
 def _register(
@@ -247,7 +243,7 @@ def _register(
     model_uri: str,
     values: dict[str, float],
     policy: Policy,
-    tags: dict[str, str],
+    on_version: dict[str, str],
     decision: Decision,
     lock_path: str | None,
 ) -> None:
@@ -268,7 +264,7 @@ def _register(
                 decision.version, decision.reason = str(version.version), "already registered"
                 decision.champion = _alias_version(client, policy.model_name, CHAMPION) == int(version.version)
                 return
-        other = {v.tags.get("mlproj.task") for v in existing} - {None, policy.task}
+        other = {v.tags.get(tags.TASK) for v in existing} - {None, policy.task}
         if other:
             decision.decision = "rejected"
             decision.reason = (
@@ -285,7 +281,7 @@ def _register(
             policy.model_name,
             source=model_uri,
             run_id=run_id,
-            tags=tags,
+            tags=on_version,
             description=f"mlproj {policy.task} model from run {run_id}: {tests}. Gate: {gate_text}.",
             model_id=model_id,
         )
@@ -339,7 +335,7 @@ def _champion_target(client: MlflowClient, policy: Policy, baseline: int) -> int
         best_value = _version_metric(client.get_model_version(name, str(current)), metric)
     for version in client.search_model_versions(f"name = '{name}'"):
         number = int(version.version)
-        if number <= baseline or number == current or version.tags.get("mlproj.promote") == "never":
+        if number <= baseline or number == current or version.tags.get(tags.PROMOTE) == "never":
             continue
         value = _version_metric(version, metric)
         if value is None:

@@ -9,6 +9,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mlproj.config.schema import gate_on, plain
+
 log = logging.getLogger(__name__)
 
 
@@ -45,9 +47,7 @@ class SweepCallback(Callback):
             print("mlproj: every trial of the sweep failed", file=sys.stderr)
             sys.exit(1)
         reg = config.registry
-        if str(getattr(reg.when, "value", reg.when)) != "best" or not summary.get("best_run_id"):
-            return
-        if reg.enabled is False or (reg.enabled is None and not reg.thresholds):
+        if plain(reg.when) != "best" or not summary.get("best_run_id") or not gate_on(reg):
             return
         from mlproj.register import register_best
 
@@ -56,7 +56,7 @@ class SweepCallback(Callback):
             model_name=reg.model_name,
             thresholds=[f"{k}={v}" for k, v in reg.thresholds.items()],
             primary_metric=reg.primary_metric,
-            promote=str(getattr(reg.promote, "value", reg.promote)),
+            promote=plain(reg.promote),
             tracking_uri=config.tracking.uri,
             registry_uri=config.tracking.registry_uri,
             source="mlproj sweep (registry.when=best)",

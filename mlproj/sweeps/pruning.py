@@ -24,9 +24,7 @@ _studies: dict[str, Any] = {}
 
 
 def objective_name(config: DictConfig) -> str:
-    if config.sweep.objective:
-        return str(config.sweep.objective)
-    return metrics.main_metric(_task(config), "val")
+    return str(config.sweep.objective) if config.sweep.objective else metrics.objective(None, _task(config))
 
 
 def direction(config: DictConfig) -> str:

@@ -19,13 +19,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mlproj import metrics
+from mlproj import metrics, tags
 from mlproj.sweeps.pruning import OBJECTIVE_METRIC, PARENT_ENV
 
 log = logging.getLogger(__name__)
 
 SWEPT_ENV = "MLPROJ_SWEPT_KEYS"
-PARENT_TAG = "mlflow.parentRunId"
 _open_parents: set[str] = set()
 _exit_status = {"value": "KILLED"}  # what an unfinished parent ends as if the process exits early
 
@@ -39,10 +38,10 @@ def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) ->
     from mlproj.tracking import runs as tracking
 
     client, experiment_id = tracking.connect(cfg.tracking)
-    tags = {
-        "mlproj.sweep": sweep_dir,
-        "mlproj.sweep.role": "parent",
-        "mlproj.sweep.overrides": json.dumps(sweep_overrides)[: tracking.TAG_VALUE_LIMIT],
+    parent_tags = {
+        tags.SWEEP: sweep_dir,
+        tags.SWEEP_ROLE: "parent",
+        tags.SWEEP_OVERRIDES: json.dumps(sweep_overrides)[: tracking.TAG_VALUE_LIMIT],
         **tracking.provenance_tags(sweep_overrides, dict(cfg.tracking.tags)),
     }
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run`: its run is the parent, not a trial
@@ -52,11 +51,11 @@ def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) ->
     if launched or resumed:
         parent = launched or resumed
         client.update_run(parent, status="RUNNING")
-        for key, value in tags.items():
+        for key, value in parent_tags.items():
             client.set_tag(parent, key, value)
     else:
         name = "sweep " + " ".join(Path(sweep_dir).parts[-2:])
-        parent = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        parent = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
     os.environ[PARENT_ENV] = parent
     searched = list(cfg.hydra.get("sweeper", {}).get("params", {}) or {})  # the Optuna sweeper's space
     os.environ[SWEPT_ENV] = json.dumps(swept_keys(sweep_overrides) + searched)
@@ -78,7 +77,7 @@ def _close_abandoned(client: Any, parent: str) -> None:
 
 def child_tags(overrides: list[str]) -> dict[str, str]:
     parent = os.environ.get(PARENT_ENV)
-    return {PARENT_TAG: parent, "mlproj.sweep.role": "trial"} if parent else {}
+    return {tags.PARENT: parent, tags.SWEEP_ROLE: "trial"} if parent else {}
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -149,22 +148,22 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
         return {}
     client = MlflowClient(tracking_uri(cfg.tracking), cfg.tracking.registry_uri)
     experiment_id = client.get_run(parent).info.experiment_id
-    trials = client.search_runs([experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10000)
+    trials = client.search_runs([experiment_id], filter_string=f"tags.`{tags.PARENT}` = '{parent}'", max_results=10000)
     trials = sorted(trials, key=lambda r: r.info.start_time)
-    first = next((t for t in trials if t.data.tags.get("mlproj.task")), None)
-    task = first.data.tags["mlproj.task"] if first else None
+    first = next((t for t in trials if t.data.tags.get(tags.TASK)), None)
+    task = first.data.tags[tags.TASK] if first else None
     if first:  # its metric names and directions (a launcher may have trained the trials in other processes)
         metrics.declare_from_run(first.data.tags, first.data.params)
-    objective = (cfg.sweep.objective or metrics.main_metric(task, "val")) if task else None
+    objective = metrics.objective(cfg.sweep.objective, task) if task else None
     rows, best = [], None
     for trial in trials:
         score = trial.data.metrics.get(OBJECTIVE_METRIC)
-        pruned = trial.data.tags.get("mlproj.sweep.pruned") == "true"
+        pruned = trial.data.tags.get(tags.SWEEP_PRUNED) == "true"
         row = {
             "run_id": trial.info.run_id,
             "name": trial.info.run_name,
             "status": "PRUNED" if pruned else trial.info.status,
-            "overrides": " ".join(json.loads(trial.data.tags.get("mlproj.overrides", "[]"))),
+            "overrides": " ".join(json.loads(trial.data.tags.get(tags.OVERRIDES, "[]"))),
             "objective": score,
             **{k: v for k, v in sorted(trial.data.metrics.items()) if k.startswith("test_")},
         }
@@ -180,7 +179,7 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
     if best is not None:
         trial, score = best
         summary.update(best_run_id=trial.info.run_id, best_objective=score)
-        client.set_tag(parent, "mlproj.sweep.best_run_id", trial.info.run_id)
+        client.set_tag(parent, tags.SWEEP_BEST_RUN, trial.info.run_id)
         client.log_metric(parent, f"best_{objective}", score)
         for key, value in trial.data.metrics.items():
             if key.startswith("test_"):

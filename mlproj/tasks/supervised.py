@@ -33,12 +33,9 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
 from mlproj.data.batches import Batch, TensorBatches
+from mlproj.errors import TrainingDiverged
 from mlproj.metrics import REGRESSION, STAGES, build_metrics
 from mlproj.metrics import mode as metric_mode
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite: the run ends FAILED and nothing is registered."""
 
 
 class SupervisedTask(pl.LightningModule):
@@ -252,7 +249,7 @@ class SupervisedTask(pl.LightningModule):
         if stage == "train" and not self.tuning and not torch.isfinite(values["train_loss"]):
             raise TrainingDiverged(
                 f"train_loss is {float(values['train_loss'])} at epoch {self.current_epoch}: training diverged "
-                "(lower optimizer.lr, or set trainer.gradient_clip_val)"
+                "(lower optimizer.lr, or set trainer.gradient_clip_val); the run was marked FAILED"
             )
         # The loss and the monitored metric also show in the progress bar.
         shown = {f"{stage}_loss", self.monitor}

@@ -20,6 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mlproj.errors import TrackingLost, TrackingUnreachable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -29,27 +31,6 @@ BATCH_LIMIT = 1000  # MLflow's limit on metrics per log_batch
 KEPT_FOLDER = "unlogged"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
-EXIT_KEPT_LOCALLY = 75  # EX_TEMPFAIL: nothing lost, try (the upload) again later
-
-
-class TrackingUnreachable(RuntimeError):
-    """The tracking server did not answer at start: nothing was created or trained."""
-
-
-class TrackingLost(RuntimeError):
-    """The tracking server stopped answering mid-run and did not come back within tracking.retry_for."""
-
-
-class KeptLocally(RuntimeError):
-    """The run's results are on local disk because the server never came back; `folder` says where."""
-
-    def __init__(self, folder: Path, run_id: str) -> None:
-        self.folder, self.run_id = folder, run_id
-        super().__init__(
-            f"the tracking server was lost and did not come back; nothing is lost: the trained model and the "
-            f"unsent results of run {run_id} are in {folder}. When the server is back, log them with: "
-            f"python -m mlproj.upload {folder}"
-        )
 
 
 def is_remote(uri: str) -> bool:

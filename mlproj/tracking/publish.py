@@ -9,6 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mlproj import tags
+from mlproj.config.schema import gate_on
+from mlproj.errors import KeptLocally, TrackingLost
 from mlproj.packaging import pyfunc as packaging
 from mlproj.sweeps.pruning import OBJECTIVE_METRIC
 from mlproj.tracking import outage
@@ -30,7 +33,7 @@ def publish(
     task: str,
     in_sweep: bool,
 ) -> str | None:
-    """Send it all and end the run FINISHED; returns the model's URI. Raises outage.KeptLocally when the server
+    """Send it all and end the run FINISHED; returns the model's URI. Raises KeptLocally when the server
     stayed away."""
     from mlproj import plots
 
@@ -42,11 +45,11 @@ def publish(
         if cfg.tracking.log_model:
             info = lost.call(lambda: packaging.log_model(package), "model")
             model_uri = info.model_uri
-            lost.call(lambda: client.set_tag(run_id, "mlproj.model_uri", model_uri), "model tag")
+            lost.call(lambda: client.set_tag(run_id, tags.MODEL_URI, model_uri), "model tag")
         if figures:
             lost.call(lambda: plots.log_plots(client, run_id, figures), "plots")
         lost.call(lambda: client.set_terminated(run_id, "FINISHED"), "status")
-    except outage.TrackingLost:
+    except TrackingLost:
         record = {
             "run_id": run_id,
             "tracking_uri": redact(lost.uri),
@@ -54,9 +57,9 @@ def publish(
             "task": task,
             "model_uri": model_uri,
             "objective": [OBJECTIVE_METRIC, score] if in_sweep and score is not None else None,
-            "registry": bool(cfg.registry.enabled or (cfg.registry.enabled is None and cfg.registry.thresholds)),
+            "registry": gate_on(cfg.registry),
         }
         save = partial(packaging.save_model, package=package) if cfg.tracking.log_model and model_uri is None else None
         folder = outage.keep_locally(work_dir / KEPT_FOLDER, record, run_logger.pending(), save, figures)
-        raise outage.KeptLocally(folder.resolve(), run_id) from None
+        raise KeptLocally(folder.resolve(), run_id) from None
     return model_uri

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlproj import tags
 from mlproj.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_TAG = "mlproj.checkpoint_dir"
 CHECKPOINT_DIR_ENV = "MLPROJ_CHECKPOINT_DIR"  # rank 0 → the DDP ranks Lightning's launcher starts
 RESUME_ENV = "MLPROJ_RESUME_CHECKPOINT"
-RESUMED_TAG = "mlproj.resumed_from_epoch"
 RUN_FILE = "mlflow_run.json"
 LAST = "last.ckpt"
 AUTO = "auto"
@@ -76,7 +75,7 @@ def locate(client: Any, experiment_id: str, resume: str | None, digest: str, say
             raise ConfigError(f"resume={resume}: that run already FINISHED; train a new one with resume=null")
         return point
     if point.checkpoint_dir is None:
-        where = run.data.tags.get(CHECKPOINT_TAG, "no checkpoint folder recorded")
+        where = run.data.tags.get(tags.CHECKPOINT_DIR, "no checkpoint folder recorded")
         if resume != AUTO:
             raise ConfigError(f"resume={resume}: its checkpoints are not on this machine ({where})")
         if say:
@@ -90,7 +89,7 @@ def locate(client: Any, experiment_id: str, resume: str | None, digest: str, say
 
 
 def _point(run: Any) -> ResumePoint:
-    folder = run.data.tags.get(CHECKPOINT_TAG)
+    folder = run.data.tags.get(tags.CHECKPOINT_DIR)
     directory = Path(folder) if folder else None
     if directory is not None and _run_id_beside(directory) != run.info.run_id:
         directory = None  # moved, deleted, or reused by another run
@@ -125,7 +124,7 @@ def lock(directory: Path, run_id: str | None) -> Iterator[None]:
 
 
 def record(directory: Path, run_id: str, tracking_uri: str) -> None:
-    """The run id beside the checkpoints (the run holds the folder in its CHECKPOINT_TAG)."""
+    """The run id beside the checkpoints (the run holds the folder in its tags.CHECKPOINT_DIR)."""
     from mlproj.tracking.runs import redact
 
     text = json.dumps({"run_id": run_id, "tracking_uri": redact(tracking_uri)}, indent=1) + "\n"
@@ -135,7 +134,7 @@ def record(directory: Path, run_id: str, tracking_uri: str) -> None:
 def announce(client: Any, run_id: str, checkpoint: Path | None) -> None:
     """A resumed run says from where: a tag on the run, and a line."""
     epoch = resumed_epoch(checkpoint) if checkpoint else 0
-    client.set_tag(run_id, RESUMED_TAG, str(epoch))
+    client.set_tag(run_id, tags.RESUMED_FROM_EPOCH, str(epoch))
     print(
         f"mlproj: resuming run {run_id} after {epoch} completed epoch(s) ({checkpoint or 'from the start'})", flush=True
     )

@@ -25,22 +25,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from mlproj import __version__
+from mlproj import __version__, tags
 from mlproj.config.schema import TrackingConfig
+from mlproj.errors import Interrupted, TrackingUnreachable
 from mlproj.tracking.masking import MASK, SECRET_KEY, redact, redacted
 
 log = logging.getLogger(__name__)
 
 PARAM_VALUE_LIMIT = 6000  # MLflow 3's limit on a param value
 TAG_VALUE_LIMIT = 5000
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM during training: the run ends KILLED; `signum` says which came."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal_name(signum))
-        self.signum = int(signum)
 
 
 def signal_name(signum: int) -> str:
@@ -128,7 +121,7 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
                     raise
                 # Something answers, but not as an MLflow server (a wrong port, a proxy, an auth wall).
                 first = str(exc).splitlines()[0][:300]
-                raise outage.TrackingUnreachable(
+                raise TrackingUnreachable(
                     f"{redact(uri)} does not answer as an MLflow tracking server ({first}); nothing was created"
                 ) from None
     mlflow.set_experiment(experiment_id=experiment_id)
@@ -172,7 +165,8 @@ def tracked_run(
     resumes `run_id` (resume=...). A run whose results were kept locally (the server was lost) is left for
     `python -m mlproj.upload` to end.
     """
-    from mlproj.tracking.outage import KeptLocally, is_connection_error
+    from mlproj.errors import KeptLocally
+    from mlproj.tracking.outage import is_connection_error
 
     run = mlflow.start_run(
         run_id=run_id,
@@ -224,7 +218,7 @@ def _end(client: MlflowClient, run_id: str, status: int, detail: str, exc: BaseE
         client.log_text(run_id, detail, "error/traceback.txt" if exc else "error/interrupted.txt")
         if exc is not None:
             message = f"{type(exc).__name__}: {exc}"[:TAG_VALUE_LIMIT]
-            client.set_tag(run_id, "mlproj.error", message)
+            client.set_tag(run_id, tags.ERROR, message)
     except Exception as log_exc:  # never let reporting hide the original error
         log.warning("could not save the error on run %s: %s", run_id, log_exc)
     finally:
@@ -305,17 +299,17 @@ NOT_RECIPE = [("", "resume"), ("", "quiet"), ("trainer", "progress_bar"), ("trac
 
 
 def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, str]:
-    tags = {
-        "mlproj.version": __version__,
-        "mlproj.overrides": json.dumps([redact(o) for o in overrides])[:TAG_VALUE_LIMIT],
-        "mlproj.command": redact(" ".join([_program(), shlex.join(sys.argv[1:])]).strip())[:TAG_VALUE_LIMIT],
+    found = {
+        tags.VERSION: __version__,
+        tags.OVERRIDES: json.dumps([redact(o) for o in overrides])[:TAG_VALUE_LIMIT],
+        tags.COMMAND: redact(" ".join([_program(), shlex.join(sys.argv[1:])]).strip())[:TAG_VALUE_LIMIT],
     }
     commit = _git("rev-parse", "HEAD")
     if commit:
-        tags["mlflow.source.git.commit"] = commit
-        tags["mlproj.git.dirty"] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
-    tags.update({k: MASK if SECRET_KEY.search(k) else redact(str(v)) for k, v in extra.items()})
-    return tags
+        found[tags.GIT_COMMIT] = commit
+        found[tags.GIT_DIRTY] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
+    found.update({k: MASK if SECRET_KEY.search(k) else redact(str(v)) for k, v in extra.items()})
+    return found
 
 
 def _program() -> str:
@@ -347,4 +341,4 @@ def log_dataset(features: Any, target: Any, name: str, source: str) -> None:
         dataset = from_pandas(frame, source=local, targets=target.name, name=name)
         # Parallel sweep jobs log the same table into one experiment: MLflow adds a dataset with a
         # read-then-insert, which one of two simultaneous jobs can lose; written again, it finds the row.
-        write_again_on_conflict(mlflow.log_input, dataset, context="training", tags={"mlproj.source": shown})
+        write_again_on_conflict(mlflow.log_input, dataset, context="training", tags={tags.DATASET_SOURCE: shown})

@@ -3,6 +3,7 @@ best checkpoint. Every DDP rank runs this; only rank 0's run logger writes anywh
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def fit_and_test(
 
     module, recipe = build_task(cfg, plan)
     data = datamodule(cfg, plan)
-    objective = cfg.sweep.objective or metrics.main_metric(plan.metric_task, "val")
+    objective = metrics.objective(cfg.sweep.objective, plan.metric_task)
     trial = pruning.trial_of(cfg)
     extra = [check_logged_names(cfg)]
     if trial is not None:
@@ -69,7 +70,9 @@ def fit(trainer: Any, module: Any, data: Any, checkpoint: Path | None = None) ->
         with interrupts(trainer):
             trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
     except Exception as exc:
-        if type(exc).__name__ == "TrialPruned":  # optuna is imported only in Optuna sweeps
+        # Optuna is imported only in Optuna sweeps (the pruning callback raises its TrialPruned): not here.
+        optuna = sys.modules.get("optuna")
+        if optuna is not None and isinstance(exc, optuna.TrialPruned):
             return PRUNED
         raise
     return "done"

@@ -21,6 +21,7 @@ def interrupts(trainer: Any) -> Iterator[None]:
 
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    from mlproj.errors import Interrupted
     from mlproj.tracking import runs as tracking
 
     came: list[int] = []
@@ -31,13 +32,13 @@ def interrupts(trainer: Any) -> Iterator[None]:
         yield
     except SystemExit as exc:
         if isinstance(exc, SIGTERMException) or came:
-            raise tracking.Interrupted(signal.SIGTERM) from exc
+            raise Interrupted(signal.SIGTERM) from exc
         if not trainer.interrupted:
             raise
-        raise tracking.Interrupted(tracking.interrupt_signal(exc.__context__)) from exc
+        raise Interrupted(tracking.interrupt_signal(exc.__context__)) from exc
     finally:
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores SIGINT after an interrupt
         if sigterm is not None:
             signal.signal(signal.SIGTERM, sigterm)
     if came:
-        raise tracking.Interrupted(signal.SIGTERM)
+        raise Interrupted(signal.SIGTERM)

@@ -23,7 +23,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from mlproj import metrics
 from mlproj.config.flags import TASK_FLAGS, build_callbacks, check_trainer_flags, extra_flags, task_options
-from mlproj.config.schema import Accelerator, ProgressMode, Strategy, TrainerConfig
+from mlproj.config.schema import TrainerConfig, plain
 from mlproj.data.batches import TensorBatches, split_batches
 from mlproj.tasks.supervised import SupervisedTask
 from mlproj.tracking.outage import MetricBuffer, Outage
@@ -224,7 +224,7 @@ def build_trainer(
     interrupted = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="interrupted", save_top_k=0, save_on_exception=True, monitor=None
     )
-    progress = [] if quiet else progress_callbacks(ProgressMode(cfg.progress_bar).value, cfg.max_epochs)
+    progress = [] if quiet else progress_callbacks(plain(cfg.progress_bar), cfg.max_epochs)
     chosen = [checkpoint, interrupted, *progress, *(extra_callbacks or []), *build_callbacks(callbacks)]
     if cfg.early_stopping:
         chosen.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
@@ -234,10 +234,10 @@ def build_trainer(
     else:
         flags.setdefault("gradient_clip_val", cfg.gradient_clip_val)
     defaults: dict[str, Any] = dict(
-        accelerator=Accelerator(cfg.accelerator).value,
+        accelerator=plain(cfg.accelerator),
         devices=devices,
         precision=cfg.precision,
-        strategy=Strategy(cfg.strategy).value,
+        strategy=plain(cfg.strategy),
         num_nodes=cfg.num_nodes,
         max_epochs=cfg.max_epochs,
         min_epochs=cfg.min_epochs,

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mlproj.config.schema import plain
 from mlproj.errors import ConfigError
 
 LR_ATTRIBUTES = ("lr", "learning_rate")
@@ -46,7 +47,7 @@ def tune(cfg_tuner: Any, trainer: Any, module: Any, datamodule: Any) -> dict[str
             size = tuner.scale_batch_size(
                 module,
                 datamodule=datamodule,
-                mode=str(getattr(cfg_tuner.mode, "value", cfg_tuner.mode)),
+                mode=plain(cfg_tuner.mode),
                 max_trials=cfg_tuner.max_trials,
                 steps_per_trial=cfg_tuner.steps_per_trial,
                 init_val=cfg_tuner.init_val,

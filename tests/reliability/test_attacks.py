@@ -150,6 +150,6 @@ def test_tampered_mlflow_model_is_refused_by_mlflow_and_predict_in_one_line(tmp_
     capsys.readouterr()  # what saving the model logged
     code = predict.main([str(folder), str(tmp_path / "rows.csv"), "-o", str(tmp_path / "out.csv")])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code in (1, 2) and len(lines) == 1 and lines[0].startswith("mlproj: error: cannot load"), lines
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("mlproj.predict: error: cannot load"), lines
     assert "logging.basicConfig" in lines[0]
     assert victim.read_text() == "precious\n" and not (tmp_path / "out.csv").exists()

@@ -8,9 +8,9 @@ import pytest
 
 from mlproj.config.schema import TaskKind
 from mlproj.data.prepare import prepare, resolve_task
-from mlproj.data.preprocess import InputError, Preprocessor
+from mlproj.data.preprocess import Preprocessor
 from mlproj.data.sources import load_table
-from mlproj.errors import ConfigError
+from mlproj.errors import ConfigError, InputError
 from tests.conftest import houses_frame
 from tests.test_data import csv_config
 

@@ -17,6 +17,7 @@ def _connect(uri: str, queue) -> None:
     queue.put(connect(TrackingConfig(uri=uri, experiment="race"))[1])
 
 
+@pytest.mark.slow
 def test_parallel_first_use_of_a_fresh_store_makes_one_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'race.db'}"
     ctx = multiprocessing.get_context("spawn")

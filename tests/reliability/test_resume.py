@@ -17,6 +17,7 @@ from tests.reliability import faults
 EPOCHS = 10
 
 
+@pytest.mark.slow
 def test_preempted_run_resumes_into_the_same_run(store, tmp_path):
     args = [*faults.PACED, f"tracking.uri={store}"]
     client = MlflowClient(store)
@@ -44,6 +45,7 @@ def test_preempted_run_resumes_into_the_same_run(store, tmp_path):
     assert faults.only_run(client).info.end_time == resumed.info.end_time
 
 
+@pytest.mark.slow
 def test_hard_killed_run_left_running_is_resumed(store, tmp_path):
     """SIGKILL (an OOM killer, a node lost) cannot be handled: the run stays RUNNING; resume=auto ends it."""
     args = [*faults.PACED, f"tracking.uri={store}"]
@@ -76,6 +78,7 @@ def test_resume_auto_without_an_earlier_run_starts_one(make_cfg, store, tmp_path
     assert MlflowClient(store).get_run(result.run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_ddp_run_preempted_and_resumed(store, tmp_path):
     """2 processes over gloo: SIGTERM to the launching rank stops both and ends the run KILLED; resume=auto
     continues it on both ranks from the same checkpoint, into the same (single) run."""

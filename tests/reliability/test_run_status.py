@@ -42,7 +42,7 @@ def test_ctrl_c_ends_the_run_killed(make_cfg, store, tmp_path):
 
 
 def test_diverging_training_stops_failed_and_registers_nothing(make_cfg, store, tmp_path):
-    from mlproj.tasks.supervised import TrainingDiverged
+    from mlproj.errors import TrainingDiverged
 
     cfg = make_cfg(
         *QUICK, f"tracking.uri='{store}'", "optimizer=sgd", "optimizer.lr=1000", "++registry.thresholds.test_r2=-1000"

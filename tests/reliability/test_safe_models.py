@@ -44,6 +44,7 @@ def test_mismatched_weights_fail_clearly(tmp_path):
         packaging.load(path)
 
 
+@pytest.mark.slow
 def test_logged_model_holds_no_pickle_and_loads_without_mlproj_installed(make_cfg, store, tmp_path):
     result = run(make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear"), [], tmp_path / "out")
     local = Path(mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path / "dl")))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow.tracking import MlflowClient
 
 from mlproj.train import run
@@ -28,6 +29,7 @@ def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
     assert "hunter2" not in written
 
 
+@pytest.mark.slow
 def test_no_credential_in_anything_a_command_leaves(store, tmp_path):
     """Environment credentials, a key marked secret and a secret-looking key: searched in the run (params,
     tags, every artifact), the printed output, and every file the command left (Hydra's copies, logs)."""

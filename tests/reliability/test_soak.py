@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_soak_leaves_no_running_run_and_no_orphan_file(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "soak.py"), "--runs", "5", "--workdir", str(tmp_path / "soak")],

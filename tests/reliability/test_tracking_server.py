@@ -11,11 +11,13 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlproj.tracking.outage import EXIT_KEPT_LOCALLY, PROBE_TIMEOUT_S, TrackingUnreachable, probe
+from mlproj.errors import EXIT_KEPT_LOCALLY, TrackingUnreachable
+from mlproj.tracking.outage import PROBE_TIMEOUT_S, probe
 from tests.conftest import Server, free_port, run_cli
 from tests.reliability import faults
 
 
+@pytest.mark.slow
 def test_unreachable_server_fails_fast_before_training(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -33,6 +35,7 @@ def test_unreachable_server_fails_fast_before_training(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_server_lost_mid_run_and_back_the_run_completes(tmp_path):
     (tmp_path / "server").mkdir()
     server = Server(tmp_path / "server").start()
@@ -59,6 +62,7 @@ def test_server_lost_mid_run_and_back_the_run_completes(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
     (tmp_path / "server").mkdir()
     server = Server(tmp_path / "server").start()
@@ -104,10 +108,33 @@ def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
         server.stop()
 
 
-def test_probe_sends_url_credentials_as_basic_auth(mlflow_server):
+def test_probe_sends_url_credentials_as_basic_auth():
+    """The header an auth proxy in front of the server checks (a server in a thread of this process records it)."""
+    import base64
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
     from mlproj.tracking import outage
 
-    outage.probe(mlflow_server.replace("http://", "http://alice:s3cret@"), timeout=5)  # answers: no error
+    seen: list[tuple[str, str | None]] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(401)  # an auth proxy's refusal is still an answer: reachable
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        outage.probe(f"http://alice:s3cret@127.0.0.1:{server.server_address[1]}/", timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [("/health", "Basic " + base64.b64encode(b"alice:s3cret").decode())]
 
 
 def test_metric_buffer_sends_every_metric_without_a_flush(store, tmp_path):
