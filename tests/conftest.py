@@ -64,13 +64,30 @@ def _slow_if_it_spawns(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail(f"starts a process but is not marked slow: {_spawned[0]}", pytrace=False)
 
 
+def compose_cfg(*overrides: str) -> DictConfig:
+    """The config `python -m mlproj OVERRIDES` runs, composed in-process."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
 @pytest.fixture
 def make_cfg() -> Callable[..., DictConfig]:
-    def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+    return compose_cfg
 
-    return _compose
+
+def train_once(folder: Path, *overrides: str):  # -> (store URI, RunResult, config)
+    """One finished run in `folder` (a store of its own), for the module-scoped fixtures of tests that only
+    inspect a finished run: trained once per module, not once per test."""
+    from mlproj.train import run
+
+    store = f"sqlite:///{folder / 'mlflow.db'}"
+    cfg = compose_cfg(*QUICK, f"tracking.uri='{store}'", *overrides)
+    cwd = Path.cwd()
+    os.chdir(folder)
+    try:
+        return store, run(cfg, list(overrides), folder / "out"), cfg
+    finally:
+        os.chdir(cwd)
 
 
 @pytest.fixture
