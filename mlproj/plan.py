@@ -58,14 +58,16 @@ def make_plan(cfg: DictConfig) -> Plan:
     drop_table_defaults(cfg)
     check_config(cfg)
     families.check_targets(cfg)
+    # The data's own checks (a source checks its keys, and a file, as it is built) before the task's class
+    # (Lightning: seconds to import) is.
+    if getattr(families.resolve(cfg.data, "data", "data"), "streaming", False):
+        check_streaming_limits(cfg)
+    source = families.build(cfg.data, "data", "data")
     task_class = check_task(cfg)
     check_devices(cfg)
     from mlproj.tasks.supervised import SupervisedTask
 
     builtin = issubclass(task_class, SupervisedTask)
-    source = families.build(cfg.data, "data", "data")
-    if getattr(source, "streaming", False):
-        check_streaming_limits(cfg)
     plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
     extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)

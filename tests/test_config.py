@@ -163,9 +163,9 @@ def test_cross_field_checks_name_the_key(make_cfg, overrides, message):
     with pytest.raises(ConfigError) as info:
         check_config(cfg)
         check_targets(cfg)
-        source = families.build(cfg.data, "data", "data")  # a source checks its values as it is built
-        if source.streaming:
+        if families.resolve(cfg.data, "data", "data").streaming:  # as mlproj.plan.make_plan does
             check_streaming_limits(cfg)
+        families.build(cfg.data, "data", "data")  # a source checks its values as it is built
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 

@@ -146,12 +146,21 @@ class TableFile(TableSource):
     path: str
     target: str
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.check_file()
+
+    def check_file(self) -> None:
+        """Here, as the source is built (a config check), not when the table is read: a missing file is refused
+        before the rest of the run's start-up (Lightning, the data) is paid for."""
+        if not Path(self.path).expanduser().is_file():
+            raise ConfigError(f"data.path={self.path!r}: no such file")
+
     def load(self) -> Table:
         import pandas as pd
 
         path = Path(self.path).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"data.path={self.path!r}: no such file")
+        self.check_file()  # it may have gone since
         try:
             frame = read_table(path)
         except (ValueError, OSError, pd.errors.ParserError) as exc:

@@ -287,14 +287,14 @@ class StreamingParquet(TableFile):
     sample_rows: int = 10000
     num_workers: int = 0  # DataLoader worker processes reading the stream (row groups are split between them)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
+    def check_file(self) -> None:  # this source's own keys first, then the file
         if not is_parquet(self.path):
             raise ConfigError(f"data.path={self.path!r}: data=parquet_stream reads a .parquet file")
         if self.sample_rows < 20:
             raise ConfigError(f"data.sample_rows={self.sample_rows} must be >= 20")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers={self.num_workers} must be >= 0")
+        super().check_file()
 
     def prepare(self) -> PreparedData:
         return prepare_streaming(self)
