@@ -41,6 +41,7 @@ class Plan:
     prepared: Any = None  # mlproj's tables: the PreparedData (splits, fitted preprocessing)
     example: Any = None  # a user data module: one batch of inputs (tensor), for the model's signature
     info: dict[str, str] = field(default_factory=dict)  # name, source, target: tags of the run
+    targets: int = 1  # regression: values per example (a forecast's horizon)
 
     @property
     def metric_task(self) -> str:
@@ -69,7 +70,7 @@ def make_plan(cfg: DictConfig) -> Plan:
 
     builtin = issubclass(task_class, SupervisedTask)
     plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
-    extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
+    extra = {**data_directions(plan), **extra_directions(cfg, plan.kind, plan.num_classes)} if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
     check_task_metrics(cfg, plan.metric_task)
     check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
@@ -133,8 +134,19 @@ def _tables(source: DataSource, task_class: type, builtin: bool) -> Plan:
         tags.DATA_SOURCE: prepared.table.source,
     }
     classes = len(pre.labels) if prepared.task == metrics.CLASSIFICATION else 0
+    shape = list(getattr(prepared, "input_shape", None) or [pre.num_features])  # a window: [steps, channels]
+    targets = int(getattr(pre, "num_targets", 1))
     return Plan(
-        source, prepared.task, classes, pre.num_features, [pre.num_features], task_class, builtin, prepared, info=info
+        source,
+        prepared.task,
+        classes,
+        pre.num_features,
+        shape,
+        task_class,
+        builtin,
+        prepared,
+        info=info,
+        targets=targets,
     )
 
 
@@ -173,6 +185,17 @@ def extra_directions(cfg: DictConfig, kind: str, num_classes: int) -> dict[str, 
     return found
 
 
+def data_metrics(plan: Plan) -> dict[str, Any]:
+    """The metrics mlproj's data brings for its kind of data (DataSource.metrics: forecasting's MASE, ...)."""
+    if plan.prepared is None or not isinstance(plan.source, DataSource):
+        return {}
+    return dict(plan.source.metrics(plan.prepared))
+
+
+def data_directions(plan: Plan) -> dict[str, bool]:
+    return {name: metrics.direction_of(make()) for name, make in data_metrics(plan).items()}
+
+
 def metric_factories(cfg: DictConfig, kind: str, num_classes: int) -> dict[str, Any]:
     """The config's extra metrics as factories (one fresh object per stage); `task` and `num_classes` offered."""
     offered: dict[str, Any] = {}
@@ -191,13 +214,15 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
 
     if not plan.builtin:
         sizes = {"in_features": plan.in_features, "num_classes": plan.num_classes}
-        sizes["out_features"] = outputs(plan.kind, plan.num_classes, None)
+        sizes["out_features"] = outputs(plan.kind, plan.num_classes, None, plan.targets)
         node = families.container(cfg.task)
         module = families.build(cfg.task, "task", "task", offered=sizes)
         passed = {k: v for k, v in sizes.items() if _takes(type(module), k) and k not in node}
         return module, {"family": "task", "node": node, "required": passed}
     loss = families.build(cfg.loss, "loss", "loss") if _is_set(cfg.loss) else None
-    sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss)}
+    sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss, plan.targets)}
+    if _takes(families.resolve(cfg.model, "model", "model"), "input_shape") and "input_shape" not in cfg.model:
+        sizes["input_shape"] = list(plan.input_shape)  # a network that folds the flat example (sequence models)
     network = families.build(cfg.model, "model", "model", required=sizes)
     scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if _is_set(cfg.scheduler) else None
     from mlproj.config.flags import task_options
@@ -214,7 +239,7 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
             "optimizer": families.build(cfg.optimizer, "optimizer", "optimizer"),
             "scheduler": scheduler,
             "loss": loss,
-            "metrics": metric_factories(cfg, plan.kind, plan.num_classes),
+            "metrics": {**data_metrics(plan), **metric_factories(cfg, plan.kind, plan.num_classes)},
             "target_mean": pre.target_mean if pre is not None else 0.0,
             "target_std": pre.target_std if pre is not None else 1.0,
             **task_options(cfg.trainer),

@@ -31,3 +31,9 @@ class DataSource:
     def loaders(self, prepared: PreparedData, seed: int, steps_per_chunk: int) -> dict[str, Any]:
         """The train/val/test iterables over `prepared` (the data module wraps them for Lightning)."""
         raise NotImplementedError
+
+    def metrics(self, prepared: Any) -> dict[str, Any]:
+        """Metrics this kind of data brings to the built-in task, besides its kind's own: name -> a factory of a
+        torchmetrics.Metric (one per stage), logged as `{stage}_{name}`; their directions are torchmetrics'
+        `higher_is_better` (declared in mlproj.metrics at startup). Forecasting's MASE needs the training series."""
+        return {}

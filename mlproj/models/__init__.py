@@ -2,5 +2,6 @@
 
 from mlproj.models.linear import Linear
 from mlproj.models.mlp import MLP
+from mlproj.models.sequence import GRU, TCN
 
-__all__ = ["MLP", "Linear"]
+__all__ = ["GRU", "MLP", "TCN", "Linear"]

@@ -21,6 +21,9 @@ def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: li
 
 
 def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) -> Package:
+    inputs = getattr(plan.prepared, "inputs", None)
+    if inputs is not None:  # a data family with an input of its own (a series' recent history, ...)
+        return Package(network, recipe, None, plan.kind, [], example=plan.prepared.example, code=code, inputs=inputs)
     if plan.prepared is not None:
         pre = plan.prepared.pre
         example = input_example(pre, plan.prepared.splits["train"].raw)
@@ -38,6 +41,9 @@ def test_figures(plan: Plan, package: Package, history: dict[str, Any]) -> dict[
 
     if plan.prepared is None or not plan.builtin:
         return plots.figures(plan.metric_task, history, None, None, [])
+    predictor = package.predictor()
+    if hasattr(predictor, "test_figures"):  # a data family's own test plots (the forecast plot)
+        return {**plots.figures(plan.metric_task, history, None, None, []), **predictor.test_figures(plan.prepared)}
     test = plan.prepared.splits["test"]
     params = {PROBABILITIES_PARAM: True} if package.kind == CLASSIFICATION else None
     predictions = package.predictor().predict(test.raw, params=params)

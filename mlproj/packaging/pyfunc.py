@@ -27,6 +27,11 @@ from mlproj.data.preprocess import Preprocessor
 from mlproj.errors import ModelLoadError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 from mlproj.packaging.predictors import PROBABILITIES_PARAM, TabularPredictor, TensorPredictor
+from mlproj.packaging.timeseries import SeriesPredictor
+
+# Data families with an input of their own: the JSON's optional `"inputs": {"kind": ..., ...}` (plain-JSON
+# preprocessing state) picks the predictor, built by `from_meta(network, meta)`.
+INPUT_PREDICTORS: dict[str, Any] = {"series": SeriesPredictor}
 
 FORMAT_VERSION = 2  # 1: mlproj 0.1 (tables only), still loaded
 WEIGHTS_FILE = "model.safetensors"
@@ -46,8 +51,11 @@ class Package:
     example: pd.DataFrame | None = None  # the input example: raw rows, or a few examples' columns
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
     requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
+    inputs: dict[str, Any] | None = None  # a data family's own input: {"kind": ..., its plain-JSON state}
 
-    def predictor(self) -> TabularPredictor | TensorPredictor:
+    def predictor(self) -> Any:
+        if self.inputs is not None:
+            return INPUT_PREDICTORS[self.inputs["kind"]].from_meta(self.network, {"inputs": self.inputs})
         if self.pre is not None:
             return TabularPredictor(self.network, self.pre)
         return TensorPredictor(self.network, self.shape, self.kind, self.labels)
@@ -68,6 +76,7 @@ def save(package: Package, path: Path) -> None:
         "kind": package.kind,
         "labels": package.labels,
         "shape": package.shape,
+        **({"inputs": package.inputs} if package.inputs is not None else {}),
     }
     (path / META_FILE).write_text(json.dumps(meta, indent=1))
 
@@ -103,6 +112,17 @@ def load(path: str | Path) -> TabularPredictor | TensorPredictor:
         network.load_state_dict(state, strict=True)
     except Exception as exc:  # safetensors and torch raise several types for a damaged file
         raise ModelLoadError(f"{path / WEIGHTS_FILE} is damaged or does not match the model: {exc}") from exc
+    inputs = meta.get("inputs")
+    if inputs is not None:
+        kind = inputs.get("kind") if isinstance(inputs, dict) else None
+        if kind not in INPUT_PREDICTORS:
+            raise ModelLoadError(
+                f"{path / META_FILE}: unknown input kind {kind!r}; known: {', '.join(INPUT_PREDICTORS)}"
+            )
+        try:
+            return INPUT_PREDICTORS[kind].from_meta(network, meta)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{path / META_FILE}: damaged {kind!r} inputs: {exc}") from None
     if meta.get("preprocessing"):
         return TabularPredictor(network, Preprocessor.from_dict(meta["preprocessing"]))
     return TensorPredictor(network, meta.get("shape") or [], str(meta.get("kind")), meta.get("labels") or [])
@@ -169,6 +189,8 @@ def _mlflow_type(column: pd.Series) -> str:
         return "long"
     if pd.api.types.is_float_dtype(column):
         return "double"
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return "datetime"
     return "string"
 
 

@@ -323,8 +323,11 @@ def one_logit(loss: nn.Module | None) -> bool:
     return loss is None or isinstance(loss, nn.BCEWithLogitsLoss)
 
 
-def outputs(task: str, num_classes: int, loss: nn.Module | None) -> int:
-    """out_features of the network for this task and loss."""
-    if task == REGRESSION or (num_classes == 2 and one_logit(loss)):
+def outputs(task: str, num_classes: int, loss: nn.Module | None, targets: int = 1) -> int:
+    """out_features of the network for this task and loss; `targets`: regression values per example (a forecast's
+    horizon)."""
+    if task == REGRESSION:
+        return targets
+    if num_classes == 2 and one_logit(loss):
         return 1
     return num_classes
