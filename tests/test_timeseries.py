@@ -135,7 +135,7 @@ def test_startup_refuses_a_window_longer_than_the_series_before_any_run(make_cfg
     from mlproj.train import run
 
     cfg = make_cfg(*ts_args(series_csv, store), "data.window=200")
-    with pytest.raises(ConfigError, match="data.window=200"):
+    with pytest.raises(ConfigError, match=r"data\.window=200"):
         run(cfg, [], tmp_path / "out")
     assert not (tmp_path / "mlflow.db").exists()
 
