@@ -76,11 +76,19 @@ def predict(args: argparse.Namespace) -> int:
     try:
         params = {"probabilities": True} if args.probabilities else None
         # Only the model's own columns go in (IDs and the target may sit in the file): MLflow would warn.
-        wanted = model.metadata.get_input_schema().input_names()
+        schema = model.metadata.get_input_schema()
+        wanted = schema.input_names()
+        for spec in schema.inputs:  # a file holds dates as text; the schema says datetime (a forecaster's time)
+            if spec.type.name == "datetime" and spec.name in rows.columns:
+                rows[spec.name] = pd.to_datetime(rows[spec.name])
         predictions = model.predict(rows[[c for c in rows.columns if c in wanted]], params=params)
     except (MlflowException, ValueError) as exc:
         raise InputError(getattr(exc, "message", str(exc)).split("Error: ")[-1]) from exc
-    out = pd.concat([rows.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
+    # One prediction per row beside its row; a forecaster answers per series and step: its frame alone.
+    if len(predictions) == len(rows) and "step" not in predictions.columns:
+        out = pd.concat([rows.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
+    else:
+        out = predictions
     write_table(out, args.output)
     print(f"{len(out)} predictions from {args.model} written to {args.output}")
     return 0

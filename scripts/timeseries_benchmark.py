@@ -70,7 +70,7 @@ def train(path: Path, folder: Path, model: str, epochs: int) -> dict[str, float]
 
     store = f"sqlite:///{folder / 'mlflow.db'}"
     args = command(path, store, model, epochs)
-    print("$", " ".join(args[1:]).replace(sys.executable, "python"), flush=True)
+    print("$ python", " ".join(args[1:]), flush=True)
     start = time.perf_counter()
     subprocess.run(args, cwd=folder, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start

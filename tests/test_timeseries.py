@@ -76,9 +76,14 @@ def test_windows_are_split_by_time_without_leakage(tmp_path):
     assert positions["val"].min() >= train_end and positions["val"].max() < val_end
     assert positions["test"].min() >= val_end and positions["test"].max() == n - 1
     assert [len(positions[s]) for s in ("train", "val", "test")] == [train_end - 10 - 4 + 1, 8 - 4 + 1, 12 - 4 + 1]
-    # the training windows are all before the boundary, whatever the order they are shuffled in
-    loaders = TimeSeriesFile(path=str(path), time="t", target="y", horizon=4, window=10).loaders(data, 0, 1)
+    # the training windows are all before the boundary, whatever the order they are shuffled in; the splits are
+    # in-memory tensors batched on the training device (mlproj's on-device path, as for tables)
+    from mlproj.data.batches import TensorBatches
+
+    loaders = TimeSeriesFile(path=str(path), time="t", target="y", horizon=4, window=10).loaders(data, 0, 4)
+    assert all(isinstance(loader, TensorBatches) for loader in loaders.values())
     assert not loaders["val"].shuffle and not loaders["test"].shuffle and loaders["train"].shuffle
+    assert loaders["train"].chunk == 4 and loaders["val"].chunk == 1
 
 
 def test_many_series_with_covariates_and_a_shuffled_file(tmp_path):
@@ -265,6 +270,12 @@ def test_a_forecasting_run_logs_its_metrics_plot_and_model(make_cfg, series_csv,
     ]
     assert np.mean(errors) == pytest.approx(only.data.metrics["test_mae"], rel=1e-4)
     assert np.mean(errors) / data.mase_scale == pytest.approx(only.data.metrics["test_mase"], rel=1e-4)
+    # batch predictions from the file as it is (dates as text): the forecast after its last row
+    from mlproj.predict import main as predict
+
+    assert predict([result.model_uri, str(series_csv), "-o", str(tmp_path / "next.csv"), "--tracking-uri", store]) == 0
+    written = pd.read_csv(tmp_path / "next.csv")
+    assert written["month"].tolist() == ["2023-01-01", "2023-02-01", "2023-03-01"] and len(written) == 3
 
 
 def test_the_forecast_metrics_are_names_the_startup_checks_know(make_cfg, series_csv, store):
