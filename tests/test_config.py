@@ -28,6 +28,8 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
     extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
+    series = ["data.path=x.csv", "data.time=t", "data.target=y", "data.horizon=1", "data.window=2"]
+    extra += series if option == "timeseries" else []
     append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
     cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
@@ -60,10 +62,11 @@ def test_groups_are_the_documented_ones():
         "digits_grid",
         "parquet_stream",
         "synthetic",
+        "timeseries",
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["linear", "mlp"]
+    assert options("model") == ["gru", "linear", "mlp", "tcn"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]

@@ -58,8 +58,19 @@ class SeriesLayout:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> SeriesLayout:
-        known = {k: v for k, v in state.items() if k != "kind"}
-        return cls(**known)
+        """From a packaged model's JSON (untrusted data): every field checked for its type; ValueError if not."""
+        layout = cls(**{k: v for k, v in state.items() if k != "kind"})
+        names = [layout.time, layout.target, *layout.covariates, *([layout.series_id] if layout.series_id else [])]
+        numbers = [*layout.mean, *layout.std]
+        if not (
+            all(isinstance(n, str) for n in names)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (layout.window, layout.horizon))
+            and len(layout.mean) == len(layout.std) == len(layout.channels)
+            and all(isinstance(v, int | float) and np.isfinite(v) for v in numbers)
+            and all(v > 0 for v in layout.std)
+        ):
+            raise ValueError("a series layout with invalid columns, sizes or scaling")
+        return layout
 
     # --- frames into arrays ----------------------------------------------------------------------------
 
