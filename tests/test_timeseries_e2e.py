@@ -63,13 +63,11 @@ def test_grid_sweep_over_models_ranks_trials_by_val_mase(tmp_path):
 
 
 def test_optuna_search_minimises_val_mase(tmp_path):
-    path = write(tmp_path)
-    search = ["-m", "hydra/sweeper=mlproj_optuna", "hydra.sweeper.sampler=tpe", "hydra.sweeper.n_trials=2"]
-    search += ["optimizer.lr=tag(log, interval(1e-3, 1e-1))", "sweep.objective=val_mase"]
-    search += ["sweep.storage=sqlite:///optuna.db", "hydra.sweeper.study_name=ts"]
-    out = run_cli(*search, *args(path, *cpu()), cwd=tmp_path)
+    path = write(tmp_path)  # the preset's search space (the MLP's knobs, the batch size) fits a forecaster too
+    search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "sweep.objective=val_mase"]
+    out = run_cli(*search, "sweep.storage=sqlite:///optuna.db", *args(path, *cpu()), cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    study = optuna.load_study(study_name="ts", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="mlproj", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert study.direction == optuna.study.StudyDirection.MINIMIZE and len(study.trials) == 2
     _, found = runs(tmp_path)
     trials = [r for r in found if r.data.tags.get("mlproj.sweep.role") == "trial"]
@@ -101,7 +99,7 @@ def test_preempted_then_resumed_into_the_same_run(tmp_path):
 
 def test_ddp_on_two_cpu_processes_is_one_run(tmp_path):
     path = write(tmp_path)
-    out = run_cli(*args(path, "trainer=ddp_cpu", "model=gru"), cwd=tmp_path, timeout=600)
+    out = run_cli(*args(path, "trainer=ddp_cpu", "model=gru", "quiet=false"), cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Starting with 2 processes" in out.stdout + out.stderr
     client, (run,) = runs(tmp_path)
