@@ -15,9 +15,8 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from mlproj import metrics
-from mlproj.data.preprocess import InputError
 from mlproj.data.timeseries import TimeSeriesFile
-from mlproj.errors import ConfigError
+from mlproj.errors import ConfigError, InputError
 from mlproj.forecast_metrics import MeanAbsoluteScaledError
 from mlproj.models import GRU, MLP, TCN
 from mlproj.packaging import pyfunc as packaging
@@ -290,3 +289,8 @@ def test_the_forecast_metrics_are_names_the_startup_checks_know(make_cfg, series
     assert metrics.mode("val_mase", plan.metric_task) == "min" and metrics.mode("test_mape", plan.metric_task) == "min"
     with pytest.raises(ConfigError, match="'val_mase' is not a metric of a regression run"):
         make_plan(make_cfg(*QUICK, f"tracking.uri='{store}'", "trainer.monitor=val_mase"))  # a table has no MASE
+
+
+def test_a_missing_file_is_refused_as_the_source_is_built(tmp_path):
+    with pytest.raises(ConfigError, match=r"data.path='.*nope.csv': no such file"):
+        source(tmp_path / "nope.csv")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlproj.data.preprocess import InputError
+from mlproj.errors import InputError
 
 KIND = "series"
 

@@ -109,6 +109,9 @@ class TimeSeriesFile(DataSource):
         names = [self.time, self.target, *self.covariates, *([self.series_id] if self.series_id else [])]
         if len(set(names)) < len(names):
             raise ConfigError(f"data.time, data.target, data.covariates and data.series_id overlap: {names}")
+        # As the source is built (a config check, as for data=csv): a missing file before Lightning is imported.
+        if not Path(self.path).expanduser().is_file():
+            raise ConfigError(f"data.path={self.path!r}: no such file")
 
     @property
     def sizes(self) -> tuple[int, int]:
@@ -146,8 +149,6 @@ class TimeSeriesFile(DataSource):
 
     def _read(self) -> pd.DataFrame:
         path = Path(self.path).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"data.path={self.path!r}: no such file")
         try:
             frame = read_table(path)
         except (ValueError, OSError, pd.errors.ParserError) as exc:

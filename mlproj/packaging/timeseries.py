@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlproj.data.preprocess import InputError
 from mlproj.data.series import SeriesLayout
+from mlproj.errors import InputError
 from mlproj.metrics import REGRESSION
 
 STEP, PREDICTION = "step", "prediction"
