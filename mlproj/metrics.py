@@ -94,12 +94,14 @@ def declare(extra: dict[str, bool], directions: dict[str, str], monitor: str | N
     _custom_main[:] = [monitor.partition("_")[2]] if monitor else []
 
 
-def declare_from_run(tags: dict[str, str], params: dict[str, str]) -> None:
+def declare_from_run(run_tags: dict[str, str], params: dict[str, str]) -> None:
     """What a logged run declared (its `mlproj.metric_directions` tag, its trainer.monitor): for ranking and
     thresholds read back from MLflow (mlproj.register, a sweep's summary)."""
     import json
 
-    declare(json.loads(tags.get(tags.METRIC_DIRECTIONS) or "{}"), {}, params.get("trainer.monitor"))
+    from mlproj import tags  # the module (the argument's old name `tags` hid it: every sweep summary failed)
+
+    declare(json.loads(run_tags.get(tags.METRIC_DIRECTIONS) or "{}"), {}, params.get("trainer.monitor"))
 
 
 def declared() -> dict[str, bool]:
