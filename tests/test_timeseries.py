@@ -129,6 +129,11 @@ def test_repeated_times_and_missing_values_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="repeats a time"):
         source(tmp_path / "dup.csv").prepare()
     frame = monthly(60)
+    frame.loc[3, "month"] = None
+    frame.to_csv(tmp_path / "no_time.csv", index=False)
+    with pytest.raises(ConfigError, match=r"data\.time='month' has 1 missing values"):
+        source(tmp_path / "no_time.csv").prepare()
+    frame = monthly(60)
     frame.loc[7, "sales"] = np.nan
     frame.to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(ConfigError, match=r"missing values in \['sales'\]"):

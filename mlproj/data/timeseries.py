@@ -127,6 +127,8 @@ class TimeSeriesFile(DataSource):
             raise ConfigError(
                 f"data.time={self.time!r} holds values that are neither dates nor numbers: {exc}"
             ) from None
+        if frame[self.time].isna().any():
+            raise ConfigError(f"data.time={self.time!r} has {int(frame[self.time].isna().sum())} missing values")
         parts = [self._part(key, rows, layout) for key, rows in layout.groups(frame)]
         layout.freq, layout.step = regular_step(parts[0].rows[self.time], layout.datetime)
         train = np.concatenate([p.values[: p.train_end] for p in parts])
