@@ -4,10 +4,13 @@ answering a PNG, DDP over 2 CPU processes, a grid and an Optuna sweep, a preempt
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
+import sys
 from contextlib import suppress
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -109,3 +112,13 @@ def test_images_preempted_then_resumed_into_the_same_run(store, tmp_path):
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
     assert faults.val_steps(client, resumed.info.run_id) == list(range(epochs))
     assert resumed.data.metrics["test_accuracy"] > 0.5
+
+
+def test_benchmark_image_family_prints_its_ratio(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+    command = [sys.executable, str(script), "--family", "image", "--rows", "400", "--epochs", "1", "--threads", "1"]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["family"] == "image" and result["mlproj_vs_raw"] > 0
+    assert set(result["samples_per_s"]) == {"raw", "mlproj"} and "images/s" in out.stdout
