@@ -106,7 +106,7 @@ def test_images_preempted_then_resumed_into_the_same_run(store, tmp_path):
     assert code == 143, output[-3000:]
     killed = faults.only_run(client)
     assert killed.info.status == "KILLED" and len(faults.val_steps(client, killed.info.run_id)) < epochs
-    again = run_cli(*args, "resume=auto", cwd=tmp_path)
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, timeout=900)  # 11 epochs: minutes on a loaded machine
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     resumed = faults.only_run(client)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
