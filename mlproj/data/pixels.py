@@ -92,10 +92,12 @@ class ImagePreprocessing:
 
     @classmethod
     def fit(cls, train: np.ndarray, labels: list[Any]) -> ImagePreprocessing:
-        scaled = train.astype(np.float64) / 255.0
-        mean = scaled.mean(axis=(0, 2, 3))
-        std = np.maximum(scaled.std(axis=(0, 2, 3)), 1e-3)  # a blank channel must not divide by zero
-        return cls(list(train.shape[1:]), mean.tolist(), std.tolist(), labels)
+        mean, std = [], []
+        for c in range(train.shape[1]):  # one channel at a time: a float copy of a third of the images at most
+            channel = train[:, c].astype(np.float64) / 255.0
+            mean.append(float(channel.mean()))
+            std.append(max(float(channel.std()), 1e-3))  # a blank channel must not divide by zero
+        return cls(list(train.shape[1:]), mean, std, labels)
 
     def inputs(self) -> dict[str, Any]:
         """The packaged model's `inputs` (plain JSON; the labels travel beside it, as for every model)."""
