@@ -72,8 +72,34 @@ def make_plan(cfg: DictConfig) -> Plan:
     extra = extra_directions(cfg, plan.kind, plan.num_classes) if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
     check_task_metrics(cfg, plan.metric_task)
+    if builtin:
+        check_model_input(cfg, plan)
     check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
     return plan
+
+
+def check_model_input(cfg: DictConfig, plan: Plan) -> None:
+    """A network that takes `in_shape` (an image model) is built once on the meta device (no memory, no
+    weights), so a shape it cannot take, or a bad starting-weights file, fails at startup in one line."""
+    if not _takes(families.resolve(cfg.model, "model", "model"), "in_shape"):
+        return
+    import torch
+
+    with torch.device("meta"):
+        families.build(cfg.model, "model", "model", required=model_sizes(plan, None, cfg))
+
+
+def model_sizes(plan: Plan, loss: Any, cfg: DictConfig) -> dict[str, Any]:
+    """What mlproj passes the built-in task's network: in_features, out_features, and in_shape where taken."""
+    from mlproj.tasks.supervised import outputs
+
+    sizes: dict[str, Any] = {
+        "in_features": plan.in_features,
+        "out_features": outputs(plan.kind, plan.num_classes, loss),
+    }
+    if _takes(families.resolve(cfg.model, "model", "model"), "in_shape"):
+        sizes["in_shape"] = list(plan.input_shape)
+    return sizes
 
 
 def check_task(cfg: DictConfig) -> type:
@@ -133,9 +159,8 @@ def _tables(source: DataSource, task_class: type, builtin: bool) -> Plan:
         tags.DATA_SOURCE: prepared.table.source,
     }
     classes = len(pre.labels) if prepared.task == metrics.CLASSIFICATION else 0
-    return Plan(
-        source, prepared.task, classes, pre.num_features, [pre.num_features], task_class, builtin, prepared, info=info
-    )
+    shape = list(getattr(pre, "shape", None) or [pre.num_features])  # images: C x H x W; a table: its width
+    return Plan(source, prepared.task, classes, pre.num_features, shape, task_class, builtin, prepared, info=info)
 
 
 def _data_module(dm: Any, task_class: type, builtin: bool) -> Plan:
@@ -197,7 +222,7 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
         passed = {k: v for k, v in sizes.items() if _takes(type(module), k) and k not in node}
         return module, {"family": "task", "node": node, "required": passed}
     loss = families.build(cfg.loss, "loss", "loss") if _is_set(cfg.loss) else None
-    sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss)}
+    sizes = model_sizes(plan, loss, cfg)
     network = families.build(cfg.model, "model", "model", required=sizes)
     scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if _is_set(cfg.scheduler) else None
     from mlproj.config.flags import task_options

@@ -98,7 +98,8 @@ def test_full_error_shows_the_traceback(tmp_path):
 def test_help_and_cfg_answer_without_training(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
     assert out.returncode == 0
-    assert "data: breast_cancer, csv, diabetes, digits, digits_grid, parquet_stream, synthetic, wine" in out.stdout
+    data = "breast_cancer, csv, diabetes, digits, digits_grid, digits_images, image_folder, parquet_stream, synthetic"
+    assert f"data: {data}, wine" in out.stdout
     assert "task: supervised" in out.stdout
     assert "trainer: auto, cpu, ddp, ddp_cpu, gpu" in out.stdout
     script = Path(sys.executable).parent / "mlproj"

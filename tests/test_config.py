@@ -28,6 +28,7 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
     extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
+    extra += ["data.path=photos"] if option == "image_folder" else []
     append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
     cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
@@ -58,12 +59,14 @@ def test_groups_are_the_documented_ones():
         "diabetes",
         "digits",
         "digits_grid",
+        "digits_images",
+        "image_folder",
         "parquet_stream",
         "synthetic",
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["linear", "mlp"]
+    assert options("model") == ["cnn", "linear", "mlp", "resnet"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]
