@@ -84,14 +84,18 @@ def test_pass_registers_a_version_with_its_story(store):
 def test_fail_registers_nothing_and_says_why(store):
     run_id = make_run(store, "reg", {"test_r2": 0.3, "test_rmse": 70.0})
     decision = gate_run(store, run_id, policy("houses", {"test_r2": 0.4, "test_rmse": 80}))
-    assert decision.decision == "rejected"
-    with pytest.raises(MlflowException):
-        MlflowClient(store).get_registered_model("houses")
-    found = MlflowClient(store).get_run(run_id).data.tags
-    assert found[tags.DECISION] == "rejected"
+    assert decision.decision == "rejected" and decision.version is None and not decision.champion
+    client = MlflowClient(store)
+    assert client.search_registered_models() == [] and client.search_model_versions() == []
+    found = client.get_run(run_id).data.tags
+    assert found[tags.DECISION] == "rejected" and tags.REGISTERED_VERSION not in found
     assert found[tags.REASON] == "below threshold: test_r2=0.3 (needs >= 0.4)"
-    table = registry.format_table(decision.checks)
-    assert "test_r2" in table and "FAIL" in table and "test_rmse" in table and "pass" in table
+    # the table says which condition failed: test_r2 FAIL, test_rmse pass, one row each
+    rows = {line.split()[0]: line.split() for line in registry.format_table(decision.checks).splitlines()[1:]}
+    assert rows == {
+        "test_r2": ["test_r2", "0.3", ">=", "0.4", "FAIL"],
+        "test_rmse": ["test_rmse", "70", "<=", "80", "pass"],
+    }
 
 
 def test_disabled_gate_is_skipped(store):
