@@ -219,8 +219,13 @@ def test_registry_down_fails_clearly_and_keeps_the_run(store, monkeypatch):
     with pytest.raises(registry.RegistryError) as info:
         registry.gate(client, run_id, run.data.tags["mlproj.model_uri"], run.data.metrics, policy("m", enabled=True))
     assert f"register it later with: python -m mlproj.register --run-id {run_id} --model-name m" in str(info.value)
-    assert MlflowClient(store).get_run(run_id).info.status == "FINISHED"
-    assert mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]) is not None
+    kept = MlflowClient(store).get_run(run_id)
+    assert kept.info.status == "FINISHED" and kept.data.metrics == {"test_rmse": 50.0}
+    assert kept.data.tags.get(tags.DECISION) != "registered"  # nothing was registered: the run does not say so
+    # the run's model is intact: it loads and predicts (load_model never returns None: `is not None` held always)
+    rows = load_diabetes(as_frame=True).data.head(4)
+    predicted = mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]).predict(rows)["prediction"]
+    assert len(predicted) == 4 and predicted.notna().all()
 
 
 def register_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
