@@ -91,7 +91,11 @@ def test_bad_input_as_a_user_types_it(tmp_path, args, message, code):
 @pytest.mark.slow
 def test_full_error_shows_the_traceback(tmp_path):
     out = run_cli("optimizer.lr=0", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
-    assert out.returncode != 0 and "Traceback" in out.stderr and "ConfigError" in out.stderr
+    # the error itself, raised (exit 1, Python's for an uncaught exception), with its full traceback
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "Traceback (most recent call last)" in out.stderr
+    assert out.stderr.rstrip().splitlines()[-1] == "mlproj.errors.ConfigError: optimizer.lr=0 must be > 0", out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.slow
