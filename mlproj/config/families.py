@@ -455,7 +455,9 @@ def check_hydra_targets(cfg: Any) -> None:
     for part in ("launcher", "sweeper"):
         node = OmegaConf.select(cfg, f"hydra.{part}", default=None)
         if node is not None:
-            check(node, part, f"hydra.{part}")
+            found = check(node, part, f"hydra.{part}")
+            if callable(getattr(found, "check_config", None)):  # its values too (the project's Optuna sweeper)
+                found.check_config(node)
 
 
 def _is_set(node: Any) -> bool:
