@@ -73,8 +73,34 @@ def make_plan(cfg: DictConfig) -> Plan:
     extra = {**data_directions(plan), **extra_directions(cfg, plan.kind, plan.num_classes)} if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
     check_task_metrics(cfg, plan.metric_task)
+    if builtin:
+        check_model_input(cfg, plan)
     check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
     return plan
+
+
+def check_model_input(cfg: DictConfig, plan: Plan) -> None:
+    """A network that takes `in_shape` (an image model) is built once on the meta device (no memory, no
+    weights), so a shape it cannot take, or a bad starting-weights file, fails at startup in one line."""
+    if not _takes(families.resolve(cfg.model, "model", "model"), "in_shape"):
+        return
+    import torch
+
+    with torch.device("meta"):
+        families.build(cfg.model, "model", "model", required=model_sizes(plan, None, cfg))
+
+
+def model_sizes(plan: Plan, loss: Any, cfg: DictConfig) -> dict[str, Any]:
+    """What mlproj passes the built-in task's network: in_features, out_features, and in_shape where taken."""
+    from mlproj.tasks.supervised import outputs
+
+    sizes: dict[str, Any] = {
+        "in_features": plan.in_features,
+        "out_features": outputs(plan.kind, plan.num_classes, loss, plan.targets),
+    }
+    if _takes(families.resolve(cfg.model, "model", "model"), "in_shape"):
+        sizes["in_shape"] = list(plan.input_shape)
+    return sizes
 
 
 def check_task(cfg: DictConfig) -> type:
@@ -134,8 +160,8 @@ def _tables(source: DataSource, task_class: type, builtin: bool) -> Plan:
         tags.DATA_SOURCE: prepared.table.source,
     }
     classes = len(pre.labels) if prepared.task == metrics.CLASSIFICATION else 0
-    shape = list(getattr(prepared, "input_shape", None) or [pre.num_features])  # a window: [steps, channels]
-    targets = int(getattr(pre, "num_targets", 1))
+    shape = list(getattr(pre, "shape", None) or [pre.num_features])  # images: C x H x W; a window: W x C
+    targets = int(getattr(pre, "num_targets", 1))  # regression values per example: a forecast's horizon
     return Plan(
         source,
         prepared.task,
@@ -220,9 +246,7 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
         passed = {k: v for k, v in sizes.items() if _takes(type(module), k) and k not in node}
         return module, {"family": "task", "node": node, "required": passed}
     loss = families.build(cfg.loss, "loss", "loss") if _is_set(cfg.loss) else None
-    sizes = {"in_features": plan.in_features, "out_features": outputs(plan.kind, plan.num_classes, loss, plan.targets)}
-    if _takes(families.resolve(cfg.model, "model", "model"), "input_shape") and "input_shape" not in cfg.model:
-        sizes["input_shape"] = list(plan.input_shape)  # a network that folds the flat example (sequence models)
+    sizes = model_sizes(plan, loss, cfg)
     network = families.build(cfg.model, "model", "model", required=sizes)
     scheduler = families.build(cfg.scheduler, "scheduler", "scheduler") if _is_set(cfg.scheduler) else None
     from mlproj.config.flags import task_options

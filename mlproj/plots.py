@@ -113,3 +113,24 @@ def log_plots(client: Any, run_id: str, figs: dict[str, Any]) -> None:
     for path, fig in figs.items():
         client.log_figure(run_id, fig, path)
         plt.close(fig)
+
+
+def image_grid(pixels: np.ndarray, y_true: pd.Series, y_pred: pd.Series, limit: int = 36) -> Any:
+    """Test images (uint8 N x C x H x W, as the network sees them before normalising) with predicted / true
+    labels, mistakes first (in red): what the confusion matrix counts, shown."""
+    import matplotlib.pyplot as plt
+
+    truth, pred = y_true.astype(str).to_numpy(), pd.Series(y_pred).astype(str).to_numpy()
+    order = np.argsort(truth == pred, kind="stable")[:limit]  # wrong ones first, then in test order
+    cols = min(6, max(1, len(order)))
+    rows = max(1, -(-len(order) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order, strict=False):
+        image = pixels[i]
+        ax.imshow(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{pred[i]} / {truth[i]}", fontsize=8, color="black" if pred[i] == truth[i] else "red")
+    fig.suptitle("test: predicted / true", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -16,6 +16,7 @@ The last line is one JSON object with the ratios (with --repeat, medians of the 
     python scripts/benchmark.py --device cuda
     python scripts/benchmark.py --steps-per-chunk 1 4   # also mlproj with trainer.steps_per_chunk=1 and 4
     python scripts/benchmark.py --repeat 3   # three rounds in rotation, medians (for a shared, noisy machine)
+    python scripts/benchmark.py --family image --repeat 3   # the same CNN: raw loop vs mlproj's image path
 """
 
 from __future__ import annotations
@@ -197,6 +198,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--repeat", type=int, default=1, help="rounds of every pipeline, in rotation; medians are reported")
     p.add_argument("--steps-per-chunk", type=int, nargs="*", default=[], help="also time mlproj with these K")
+    p.add_argument("--family", default="table", choices=["table", "image"], help="image: scripts/benchmark_images.py")
     args = p.parse_args()
     rows = args.rows or (50_000 if args.quick else 200_000)
     epochs = args.epochs or (1 if args.quick else 3)
@@ -204,6 +206,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    if args.family == "image":
+        import benchmark_images
+
+        return benchmark_images.main(args)
     x, y = make_data(rows, 32)
     names = [
         ("raw", raw_loop),

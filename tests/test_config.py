@@ -30,6 +30,7 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
     series = ["data.path=x.csv", "data.time=t", "data.target=y", "data.horizon=1", "data.window=2"]
     extra += series if option == "timeseries" else []
+    extra += ["data.path=photos"] if option == "image_folder" else []
     append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
     cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
@@ -60,13 +61,15 @@ def test_groups_are_the_documented_ones():
         "diabetes",
         "digits",
         "digits_grid",
+        "digits_images",
+        "image_folder",
         "parquet_stream",
         "synthetic",
         "timeseries",
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["gru", "linear", "mlp", "tcn"]
+    assert options("model") == ["cnn", "gru", "linear", "mlp", "resnet", "tcn"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]

@@ -53,8 +53,12 @@ def test_split_is_reproducible_and_stratified(houses_csv):
     a = prepare(table, "classification", cfg)
     b = prepare(load_table(cfg), "classification", cfg)
     assert a.splits["test"].raw.equals(b.splits["test"].raw)
-    for split in a.splits.values():  # both classes in each split, near the overall 50/50
-        assert split.raw_target.value_counts(normalize=True).min() > 0.4
+    overall = table.target.value_counts(normalize=True)
+    for name, split in a.splits.items():  # every class in each split, in the overall proportion to a row
+        counts = split.raw_target.value_counts()
+        assert set(counts.index) == set(overall.index), name
+        expected = overall * len(split.raw_target)
+        assert ((counts - expected).abs() <= 1).all(), (name, counts.to_dict(), expected.to_dict())
     c = prepare(load_table(cfg), "classification", dataclasses.replace(cfg, split_seed=7))
     assert not a.splits["test"].raw.equals(c.splits["test"].raw)
 

@@ -3,6 +3,7 @@ a user's data module, a user's task module, a loss, a metric, a Trainer flag, a 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -120,22 +121,37 @@ def test_an_extra_metric_with_its_direction_from_torchmetrics(make_cfg, store, t
 
 
 def test_a_trainer_flag_a_callback_and_the_tuner_in_a_run(make_cfg, store, tmp_path):
-    _, found = _run(
-        make_cfg,
-        store,
-        tmp_path,
+    overrides = [
         "++trainer.accumulate_grad_batches=2",
         "+callbacks=lr_monitor",
         "tuner.lr_find=true",
         "tuner.num_training=60",
         "trainer.limit_train_batches=1.0",  # the finder needs as many training steps as it tries
+        "trainer.log_every_n_steps=1",  # a step_train_loss point per optimizer step: the steps can be counted
         "data=synthetic",
         "data.rows=2000",
         "data.batch_size=32",
-    )
+    ]
+    _, found = _run(make_cfg, store, tmp_path, *overrides)
+    client, metrics_ = MlflowClient(store), found.data.metrics
     assert found.data.params["trainer.accumulate_grad_batches"] == "2"
-    assert any(k.startswith("lr-") for k in found.data.metrics)  # LearningRateMonitor, through mlproj's logger
-    assert found.data.metrics["tuned_lr"] > 0
+    # The flag took effect: one optimizer step per 2 minibatches (a logged param alone proves nothing).
+    from mlproj.data.prepare import prepare, resolve_task
+    from mlproj.data.sources import load_table
+
+    cfg = make_cfg(*QUICK, *overrides)
+    table = load_table(cfg.data)
+    train_rows = len(prepare(table, resolve_task(table, cfg.data), cfg.data).splits["train"].y)
+    steps = cfg.trainer.max_epochs * math.ceil(math.ceil(train_rows / 32) / 2)
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "step_train_loss")] == list(
+        range(1, steps + 1)
+    )
+    # The tuner's learning rate is the one the run trained at: LearningRateMonitor (through mlproj's logger)
+    # saw it at every epoch, not the configured 0.001.
+    tuned = metrics_["tuned_lr"]
+    assert 1e-6 <= tuned <= 1.0 and tuned != pytest.approx(0.001)
+    seen = [m.value for m in client.get_metric_history(found.info.run_id, "lr-Adam")]
+    assert len(seen) == cfg.trainer.max_epochs and all(v == pytest.approx(tuned) for v in seen), seen
 
 
 def test_a_table_with_a_layout_keeps_it_for_a_conv_net(make_cfg, store, tmp_path):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from mlproj.data.preprocess import Preprocessor
 from mlproj.models import MLP
@@ -30,7 +31,12 @@ def test_save_load_round_trip_is_exact(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["mlproj.json", "model.safetensors"]
     json.loads((path / "mlproj.json").read_text())  # plain JSON
     loaded = packaging.load(path)
-    pd.testing.assert_frame_equal(loaded.predict(raw), original.predict(raw))
+    # Exact: the same bits, not "close" (assert_frame_equal alone allows a relative 1e-5).
+    pd.testing.assert_frame_equal(loaded.predict(raw), original.predict(raw), check_exact=True)
+    saved, again = original.network.state_dict(), loaded.network.state_dict()
+    assert list(again) == list(saved)
+    assert all(again[k].dtype == saved[k].dtype and torch.equal(again[k], saved[k]) for k in saved)
+    assert loaded.pre.to_dict() == original.pre.to_dict()
 
 
 def test_schema_is_the_training_tables_own(tmp_path):

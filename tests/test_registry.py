@@ -84,14 +84,18 @@ def test_pass_registers_a_version_with_its_story(store):
 def test_fail_registers_nothing_and_says_why(store):
     run_id = make_run(store, "reg", {"test_r2": 0.3, "test_rmse": 70.0})
     decision = gate_run(store, run_id, policy("houses", {"test_r2": 0.4, "test_rmse": 80}))
-    assert decision.decision == "rejected"
-    with pytest.raises(MlflowException):
-        MlflowClient(store).get_registered_model("houses")
-    found = MlflowClient(store).get_run(run_id).data.tags
-    assert found[tags.DECISION] == "rejected"
+    assert decision.decision == "rejected" and decision.version is None and not decision.champion
+    client = MlflowClient(store)
+    assert client.search_registered_models() == [] and client.search_model_versions() == []
+    found = client.get_run(run_id).data.tags
+    assert found[tags.DECISION] == "rejected" and tags.REGISTERED_VERSION not in found
     assert found[tags.REASON] == "below threshold: test_r2=0.3 (needs >= 0.4)"
-    table = registry.format_table(decision.checks)
-    assert "test_r2" in table and "FAIL" in table and "test_rmse" in table and "pass" in table
+    # the table says which condition failed: test_r2 FAIL, test_rmse pass, one row each
+    rows = {line.split()[0]: line.split() for line in registry.format_table(decision.checks).splitlines()[1:]}
+    assert rows == {
+        "test_r2": ["test_r2", "0.3", ">=", "0.4", "FAIL"],
+        "test_rmse": ["test_rmse", "70", "<=", "80", "pass"],
+    }
 
 
 def test_disabled_gate_is_skipped(store):
@@ -215,8 +219,13 @@ def test_registry_down_fails_clearly_and_keeps_the_run(store, monkeypatch):
     with pytest.raises(registry.RegistryError) as info:
         registry.gate(client, run_id, run.data.tags["mlproj.model_uri"], run.data.metrics, policy("m", enabled=True))
     assert f"register it later with: python -m mlproj.register --run-id {run_id} --model-name m" in str(info.value)
-    assert MlflowClient(store).get_run(run_id).info.status == "FINISHED"
-    assert mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]) is not None
+    kept = MlflowClient(store).get_run(run_id)
+    assert kept.info.status == "FINISHED" and kept.data.metrics == {"test_rmse": 50.0}
+    assert kept.data.tags.get(tags.DECISION) != "registered"  # nothing was registered: the run does not say so
+    # the run's model is intact: it loads and predicts (load_model never returns None: `is not None` held always)
+    rows = load_diabetes(as_frame=True).data.head(4)
+    predicted = mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"]).predict(rows)["prediction"]
+    assert len(predicted) == 4 and predicted.notna().all()
 
 
 def register_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -90,12 +90,18 @@ def stream_data(make_cfg, houses_parquet):
 
 def test_splits_are_disjoint_and_every_row_is_read_once(stream_data, houses_parquet):
     counts = {}
+    prices = houses_frame(ROWS)["price"]  # the file's targets, in file order
+    codes = streaming.split_codes(np.arange(ROWS), 42, 0.15, 0.15)
     for split in ("train", "val", "test"):
         dataset = streaming.ParquetBatches(stream_data.plan, split, 256, shuffle=split == "train", seed=1)
-        sizes = [len(y) for _, y in dataset]
+        batches = [y for _, y in dataset]
+        sizes = [len(y) for y in batches]
         assert max(sizes) == 256 and all(s == 256 for s in sizes[:-1])
         counts[split] = sum(sizes)
         assert counts[split] == split_rows(houses_parquet, split)  # houses has a target on every row
+        # not only as many rows: the split's own rows, each once (its targets, as a multiset)
+        mine = stream_data.plan.pre.encode_target(prices[codes == streaming.SPLIT_CODES[split]])
+        assert np.array_equal(np.sort(torch.cat(batches).numpy()), np.sort(np.asarray(mine))), split
     assert sum(counts.values()) == ROWS
 
 

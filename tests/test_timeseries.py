@@ -91,7 +91,7 @@ def test_many_series_with_covariates_and_a_shuffled_file(tmp_path):
     frame.sample(frac=1.0, random_state=0).to_csv(path, index=False)  # rows in any order: sorted by time per series
     data = source(path, covariates=["price"], series_id="store").prepare()
     assert [p.key for p in data.parts] == sorted({p.key for p in data.parts}) or len(data.parts) == 2
-    assert data.input_shape == [12, 2] and data.pre.num_features == 24 and data.pre.num_targets == 3
+    assert data.pre.shape == [12, 2] and data.pre.num_features == 24 and data.pre.num_targets == 3
     per_series = {"train": 60 - 12 - 12 - 3 + 1, "val": 6 - 3 + 1, "test": 6 - 3 + 1}
     assert {s: len(x) for s, (x, _) in data.splits.items()} == {s: 2 * k for s, k in per_series.items()}
     for part in data.parts:
@@ -168,14 +168,14 @@ def test_mase_is_the_mae_over_the_seasonal_naive_scale_accumulated_on_device():
 @pytest.mark.parametrize("cls", [GRU, TCN])
 def test_sequence_models_fold_the_flat_window(cls):
     torch.manual_seed(0)
-    net = cls(in_features=24 * 2, out_features=5, input_shape=[24, 2]).eval()
+    net = cls(in_features=24 * 2, out_features=5, in_shape=[24, 2]).eval()
     x = torch.randn(3, 48)
     assert net(x).shape == (3, 5)
     changed = x.clone()
     changed[:, 0] += 5.0  # the oldest step of the first channel: inside the receptive field
     assert not torch.allclose(net(changed), net(x))
-    with pytest.raises(ValueError, match="input_shape"):
-        cls(in_features=48, out_features=5, input_shape=[10, 2])
+    with pytest.raises(ValueError, match="in_shape"):
+        cls(in_features=48, out_features=5, in_shape=[10, 2])
 
 
 def test_tcn_convolutions_are_causal():
@@ -234,11 +234,11 @@ def test_packaged_forecaster_refuses_short_or_incomplete_histories(series_csv, t
     for key, value in (("window", "12; import os"), ("std", [0.0]), ("target", {"_target_": "os.system"})):
         damaged = {**meta, "inputs": {**meta["inputs"], key: value}}
         (tmp_path / "model" / packaging.META_FILE).write_text(json.dumps(damaged))
-        with pytest.raises(packaging.ModelLoadError, match="damaged 'series' inputs"):
+        with pytest.raises(packaging.ModelLoadError, match="invalid series inputs"):
             packaging.load(tmp_path / "model")
     meta["inputs"]["kind"] = "pickle"
     (tmp_path / "model" / packaging.META_FILE).write_text(json.dumps(meta))
-    with pytest.raises(packaging.ModelLoadError, match="unknown input kind 'pickle'"):
+    with pytest.raises(packaging.ModelLoadError, match="unknown inputs kind 'pickle'"):
         packaging.load(tmp_path / "model")
 
 

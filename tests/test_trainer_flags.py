@@ -131,9 +131,10 @@ def test_automatic_optimization_module_gets_the_flags_from_lightning(tmp_path):
 def test_other_trainer_flags_reach_lightning(tmp_path):
     cfg = _trainer_cfg(max_steps=5, val_check_interval=4, detect_anomaly=True)
     assert steps_per_chunk(cfg) == 1  # max_steps and an int val_check_interval count minibatches
-    _, trainer = _fit(tmp_path, epochs=3, max_steps=5, val_check_interval=4)
+    _, trainer = _fit(tmp_path, epochs=3, max_steps=5, val_check_interval=4, detect_anomaly=True)
     assert trainer.global_step == 5
     assert trainer.val_check_interval == 4
+    assert trainer._detect_anomaly is True  # the flag set above, not only counted by steps_per_chunk
     assert steps_per_chunk(_trainer_cfg(val_check_interval=0.5)) == 32
 
 

@@ -116,11 +116,20 @@ def _existing_trials(study_name: str, storage: str | None) -> int:
 class MlprojOptunaSweeper(Sweeper):
     def __init__(self, **kwargs: Any) -> None:
         self.conf = OmegaConf.structured(MlprojOptunaSweeperConf(**{k: v for k, v in kwargs.items()}))
-        if self.conf.sampler not in SAMPLERS:
-            raise ValueError(f"hydra.sweeper.sampler={self.conf.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
-        if self.conf.pruner not in PRUNERS:
-            raise ValueError(f"hydra.sweeper.pruner={self.conf.pruner!r}; choose one of: {', '.join(PRUNERS)}")
+        self.check_config(self.conf)
         self.job_idx = 0
+
+    @staticmethod
+    def check_config(node: Any) -> None:
+        """Refuse an unknown sampler or pruner (a ConfigError, a ValueError). Also called by mlproj before Hydra
+        starts (mlproj.config.families.check_hydra_targets): Hydra runs the multirun callbacks, which open the
+        sweep's parent run, before it builds the sweeper."""
+        from mlproj.errors import ConfigError
+
+        for key, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
+            value = node.get(key, getattr(MlprojOptunaSweeperConf, key))
+            if value not in allowed:
+                raise ConfigError(f"hydra.sweeper.{key}={value!r}; choose one of: {', '.join(allowed)}")
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config

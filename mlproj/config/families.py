@@ -420,7 +420,7 @@ def check_targets(cfg: Any) -> None:
     task's parts), before anything runs. Raises ConfigError naming the key."""
     from omegaconf import DictConfig, OmegaConf
 
-    check(cfg.model, "model", "model", required=("in_features", "out_features"))
+    check(cfg.model, "model", "model", required=("in_features", "out_features"), offered=("in_shape",))
     check(cfg.optimizer, "optimizer", "optimizer", required=("params",))
     if _is_set(cfg.get("scheduler")):
         check(cfg.scheduler, "scheduler", "scheduler", required=("optimizer",))
@@ -455,7 +455,9 @@ def check_hydra_targets(cfg: Any) -> None:
     for part in ("launcher", "sweeper"):
         node = OmegaConf.select(cfg, f"hydra.{part}", default=None)
         if node is not None:
-            check(node, part, f"hydra.{part}")
+            found = check(node, part, f"hydra.{part}")
+            if callable(getattr(found, "check_config", None)):  # its values too (the project's Optuna sweeper)
+                found.check_config(node)
 
 
 def _is_set(node: Any) -> bool:

@@ -8,7 +8,7 @@ training target is ever a validation or test point, and no window is shuffled ac
 test window may reach back into earlier parts: that history is known when the forecast is made). Scaling
 (per channel) and the MASE scale are fitted on the training parts only. The network gets flat windows
 (`in_features` = window x channels, shape [window, channels]), so any model of the built-in task works; the
-sequence models (mlproj.models.sequence) read the shape.
+sequence models (mlproj.models.sequence) take the shape as `in_shape`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class TargetScale:
     target_mean: float
     target_std: float
     num_targets: int  # values per example: the horizon
+    shape: list[int] = field(default_factory=list)  # one example: [window, channels] (offered as in_shape)
     task: str = REGRESSION
     labels: list[Any] = field(default_factory=list)
 
@@ -63,11 +64,8 @@ class PreparedSeries:
     @property
     def pre(self) -> TargetScale:
         layout = self.layout
-        return TargetScale(layout.window * len(layout.channels), layout.mean[0], layout.std[0], layout.horizon)
-
-    @property
-    def input_shape(self) -> list[int]:
-        return self.layout.input_shape
+        width = layout.window * len(layout.channels)
+        return TargetScale(width, layout.mean[0], layout.std[0], layout.horizon, layout.input_shape)
 
     @property
     def inputs(self) -> dict[str, Any]:

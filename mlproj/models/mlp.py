@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from torch import nn
 
 _ACTIVATIONS = {
@@ -43,3 +44,7 @@ class MLP(nn.Sequential):
             width = hidden
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # An example with a layout (an image's C x H x W) is read as its flat features.
+        return super().forward(x.flatten(1))

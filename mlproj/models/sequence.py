@@ -1,7 +1,7 @@
 """Sequence models over a window of time steps: a GRU and a temporal convolutional network (TCN).
 
 Like every network of the built-in task they take `in_features` (one example's flattened size) and
-`out_features`; `input_shape` ([window, channels], offered by mlproj where a constructor takes it) says how a
+`out_features`; `in_shape` ([window, channels], offered by mlproj where a constructor takes it) says how a
 flat example folds back into time steps. Without it a flat input is one channel over `in_features` steps.
 """
 
@@ -12,13 +12,13 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _fold(in_features: int, input_shape: list[int] | None) -> tuple[int, int]:
+def _fold(in_features: int, in_shape: list[int] | None) -> tuple[int, int]:
     """(time steps, channels) of one example."""
-    if input_shape is None:
+    if in_shape is None:
         return in_features, 1
-    shape = [int(s) for s in input_shape]
+    shape = [int(s) for s in in_shape]
     if len(shape) != 2 or shape[0] * shape[1] != in_features:
-        raise ValueError(f"input_shape={shape} must be [steps, channels] with steps x channels = {in_features}")
+        raise ValueError(f"in_shape={shape} must be [steps, channels] with steps x channels = {in_features}")
     return shape[0], shape[1]
 
 
@@ -29,7 +29,7 @@ class GRU(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        input_shape: list[int] | None = None,
+        in_shape: list[int] | None = None,
         hidden_size: int = 64,
         num_layers: int = 1,
         dropout: float = 0.0,
@@ -37,7 +37,7 @@ class GRU(nn.Module):
         super().__init__()
         if hidden_size < 1 or num_layers < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError("hidden_size and num_layers must be >= 1, dropout in [0, 1)")
-        self.steps, self.channels = _fold(in_features, input_shape)
+        self.steps, self.channels = _fold(in_features, in_shape)
         # nn.GRU applies dropout between layers only: with one layer it would warn and do nothing.
         inner = dropout if num_layers > 1 else 0.0
         self.gru = nn.GRU(self.channels, hidden_size, num_layers, batch_first=True, dropout=inner)
@@ -73,7 +73,7 @@ class TCN(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        input_shape: list[int] | None = None,
+        in_shape: list[int] | None = None,
         channels: int = 32,
         kernel_size: int = 3,
         levels: int | None = None,
@@ -82,7 +82,7 @@ class TCN(nn.Module):
         super().__init__()
         if channels < 1 or kernel_size < 2 or (levels is not None and levels < 1) or not 0.0 <= dropout < 1.0:
             raise ValueError("channels >= 1, kernel_size >= 2, levels >= 1 (or null), dropout in [0, 1)")
-        self.steps, self.inputs = _fold(in_features, input_shape)
+        self.steps, self.inputs = _fold(in_features, in_shape)
         levels = levels or receptive_levels(self.steps, kernel_size)
         blocks = [
             _CausalBlock(self.inputs if i == 0 else channels, channels, kernel_size, 2**i, dropout)

@@ -8,16 +8,23 @@ from typing import Any
 from mlproj.metrics import CLASSIFICATION
 from mlproj.packaging.code import user_code
 from mlproj.packaging.predictors import PROBABILITIES_PARAM
-from mlproj.packaging.pyfunc import Package, input_example
+from mlproj.packaging.pyfunc import INPUT_PREDICTORS, Package, input_example
 from mlproj.plan import Plan
 
 
 def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: list[str] | None = None) -> Package:
     network = (module.model if recipe["family"] == "model" else module).cpu()
     code = user_code(recipe["node"])
-    package = _package(plan, network, recipe, code)
-    package.requirements = list(requirements or [])
+    package = _package(plan, network, _packaged_recipe(recipe, network), code)
+    package.requirements = [*package.requirements, *(requirements or [])]
     return package
+
+
+def _packaged_recipe(recipe: dict[str, Any], network: Any) -> dict[str, Any]:
+    """The recipe without the network's INIT_ONLY arguments (a starting-weights file): the packaged weights
+    hold the trained values, and that file need not exist where the model loads."""
+    drop = getattr(type(network), "INIT_ONLY", ())
+    return {**recipe, "node": {k: v for k, v in recipe["node"].items() if k not in drop}}
 
 
 def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) -> Package:
@@ -27,6 +34,11 @@ def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) 
     if plan.prepared is not None:
         pre = plan.prepared.pre
         example = input_example(pre, plan.prepared.splits["train"].raw)
+        if hasattr(pre, "inputs"):  # images (and other kinds): their own predictor, pyfunc.INPUT_PREDICTORS
+            inputs = pre.inputs()
+            needs = INPUT_PREDICTORS[inputs["kind"]].requirements()
+            return Package(network, recipe, None, pre.task, list(pre.labels), example=example, code=code,
+                           requirements=needs, inputs=inputs)  # fmt: skip
         return Package(network, recipe, pre, pre.task, list(pre.labels), example=example, code=code)
     # The data decides what the outputs mean (num_classes: class scores), whoever wrote the task.
     labels = list(getattr(plan.source, "labels", None) or range(plan.num_classes))
@@ -47,4 +59,8 @@ def test_figures(plan: Plan, package: Package, history: dict[str, Any]) -> dict[
     test = plan.prepared.splits["test"]
     params = {PROBABILITIES_PARAM: True} if package.kind == CLASSIFICATION else None
     predictions = package.predictor().predict(test.raw, params=params)
-    return plots.figures(plan.kind, history, test.raw_target, predictions, package.labels)
+    figures = plots.figures(plan.kind, history, test.raw_target, predictions, package.labels)
+    if package.inputs is not None and package.inputs["kind"] == "image":
+        pixels = package.predictor().pixels(test.raw)
+        figures["plots/test_images.png"] = plots.image_grid(pixels, test.raw_target, predictions["prediction"])
+    return figures

@@ -26,16 +26,18 @@ from mlproj import __version__
 from mlproj.data.preprocess import Preprocessor
 from mlproj.errors import ModelLoadError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
+from mlproj.packaging.images import ImagePredictor
 from mlproj.packaging.predictors import PROBABILITIES_PARAM, TabularPredictor, TensorPredictor
 from mlproj.packaging.timeseries import SeriesPredictor
-
-# Data families with an input of their own: the JSON's optional `"inputs": {"kind": ..., ...}` (plain-JSON
-# preprocessing state) picks the predictor, built by `from_meta(network, meta)`.
-INPUT_PREDICTORS: dict[str, Any] = {"series": SeriesPredictor}
 
 FORMAT_VERSION = 2  # 1: mlproj 0.1 (tables only), still loaded
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "mlproj.json"
+
+
+# A packaged model whose JSON carries `inputs` ({"kind": ..., plain-JSON preprocessing state}) predicts with the
+# class of that kind, built by `from_meta(network, meta)` (meta: the whole JSON document).
+INPUT_PREDICTORS: dict[str, Any] = {"image": ImagePredictor, "series": SeriesPredictor}
 
 
 @dataclass
@@ -51,11 +53,12 @@ class Package:
     example: pd.DataFrame | None = None  # the input example: raw rows, or a few examples' columns
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
     requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
-    inputs: dict[str, Any] | None = None  # a data family's own input: {"kind": ..., its plain-JSON state}
+    inputs: dict[str, Any] | None = None  # a kind of input of its own (INPUT_PREDICTORS): {"kind": ..., state}
 
     def predictor(self) -> Any:
         if self.inputs is not None:
-            return INPUT_PREDICTORS[self.inputs["kind"]].from_meta(self.network, {"inputs": self.inputs})
+            meta = {"inputs": self.inputs, "kind": self.kind, "labels": self.labels}
+            return INPUT_PREDICTORS[self.inputs["kind"]].from_meta(self.network, meta)
         if self.pre is not None:
             return TabularPredictor(self.network, self.pre)
         return TensorPredictor(self.network, self.shape, self.kind, self.labels)
@@ -76,12 +79,13 @@ def save(package: Package, path: Path) -> None:
         "kind": package.kind,
         "labels": package.labels,
         "shape": package.shape,
-        **({"inputs": package.inputs} if package.inputs is not None else {}),
     }
+    if package.inputs is not None:
+        meta["inputs"] = package.inputs
     (path / META_FILE).write_text(json.dumps(meta, indent=1))
 
 
-def load(path: str | Path) -> TabularPredictor | TensorPredictor:
+def load(path: str | Path) -> Any:
     """Rebuild a packaged model. The JSON is untrusted data: each class it names must be of its family and come
     from the model's own code/ folder or an installed package (mlproj.config.families), checked before any call."""
     from mlproj.config import families
@@ -112,20 +116,22 @@ def load(path: str | Path) -> TabularPredictor | TensorPredictor:
         network.load_state_dict(state, strict=True)
     except Exception as exc:  # safetensors and torch raise several types for a damaged file
         raise ModelLoadError(f"{path / WEIGHTS_FILE} is damaged or does not match the model: {exc}") from exc
-    inputs = meta.get("inputs")
-    if inputs is not None:
-        kind = inputs.get("kind") if isinstance(inputs, dict) else None
-        if kind not in INPUT_PREDICTORS:
-            raise ModelLoadError(
-                f"{path / META_FILE}: unknown input kind {kind!r}; known: {', '.join(INPUT_PREDICTORS)}"
-            )
-        try:
-            return INPUT_PREDICTORS[kind].from_meta(network, meta)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{path / META_FILE}: damaged {kind!r} inputs: {exc}") from None
+    if meta.get("inputs") is not None:
+        return _input_predictor(path, network, meta)
     if meta.get("preprocessing"):
         return TabularPredictor(network, Preprocessor.from_dict(meta["preprocessing"]))
     return TensorPredictor(network, meta.get("shape") or [], str(meta.get("kind")), meta.get("labels") or [])
+
+
+def _input_predictor(path: Path, network: torch.nn.Module, meta: dict[str, Any]) -> Any:
+    inputs = meta["inputs"]
+    kind = inputs.get("kind") if isinstance(inputs, dict) else None
+    if kind not in INPUT_PREDICTORS:
+        raise ModelLoadError(f"{path / META_FILE}: unknown inputs kind {kind!r}; known: {', '.join(INPUT_PREDICTORS)}")
+    try:
+        return INPUT_PREDICTORS[kind].from_meta(network, meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path / META_FILE}: invalid {kind} inputs: {exc}") from None
 
 
 def code_folder(data_path: Path) -> Path:
@@ -138,7 +144,7 @@ def code_folder(data_path: Path) -> Path:
     return data_path.resolve()
 
 
-def _load_pyfunc(data_path: str) -> TabularPredictor | TensorPredictor:
+def _load_pyfunc(data_path: str) -> Any:
     """MLflow's loader_module hook."""
     return load(data_path)
 
@@ -166,7 +172,7 @@ def _lightning_requirements() -> list[str]:
     return [f"pytorch-lightning=={version('pytorch-lightning')}", f"torchmetrics=={version('torchmetrics')}"]
 
 
-def signature(example: pd.DataFrame, predictor: TabularPredictor | TensorPredictor) -> Any:
+def signature(example: pd.DataFrame, predictor: Any) -> Any:
     """The training table's own column types, widened (int -> long, float -> double), so rows read from
     the same kind of file pass MLflow's strict schema check; strings stay strings, missing values allowed.
     """
@@ -191,6 +197,8 @@ def _mlflow_type(column: pd.Series) -> str:
         return "double"
     if pd.api.types.is_datetime64_any_dtype(column):
         return "datetime"
+    if len(column) and all(isinstance(v, bytes) for v in column):
+        return "binary"  # encoded files (images): JSON carries them as base64, which MLflow decodes
     return "string"
 
 

@@ -31,6 +31,11 @@ class SeriesPredictor:
     def from_meta(cls, network: torch.nn.Module, meta: dict[str, Any]) -> SeriesPredictor:
         return cls(network, SeriesLayout.from_dict(meta["inputs"]))
 
+    @classmethod
+    def requirements(cls) -> list[str]:
+        """Pip requirements beyond the packaged model's own: none (numpy and pandas are already there)."""
+        return []
+
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         layout = self.layout
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)

@@ -63,8 +63,10 @@ def test_rows_without_target_are_dropped_and_counted(tmp_path):
 def test_bad_files_are_named(tmp_path, setup, message):
     path = tmp_path / "bad.csv"
     setup(path)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as info:
         load_table(csv_config(path, "price"))
+    assert "bad.csv" in str(info.value), str(info.value)  # the file is named, with the key that points at it
+    assert str(info.value).startswith(("data.path=", "data.target=")), str(info.value)
 
 
 def test_single_class_and_non_numeric_regression_are_refused(tmp_path):

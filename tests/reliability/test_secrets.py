@@ -25,7 +25,12 @@ def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
     assert "bob:***@registry" in found.data.tags["mlproj.overrides"]
     written = json.dumps([found.data.params, found.data.tags, list(found.data.metrics)])
     local = Path(mlflow.artifacts.download_artifacts(run_id=result.run_id, dst_path=str(tmp_path / "artifacts")))
-    written += "".join(p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file())
+    files = {p.relative_to(local).as_posix(): p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file()}
+    # the search reached the files that hold the config and the command line (an empty download searched nothing)
+    assert {"config/config.yaml", "config/overrides.txt"} <= set(files), sorted(files)
+    assert "db_password: '***'" in files["config/config.yaml"], files["config/config.yaml"]
+    assert "bob:***@registry" in files["config/overrides.txt"], files["config/overrides.txt"]
+    written += "".join(files.values())
     assert "hunter2" not in written
 
 
