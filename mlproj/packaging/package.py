@@ -21,6 +21,12 @@ def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: li
 
 
 def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) -> Package:
+    if plan.prepared is not None and hasattr(plan.pre, "inputs"):  # a family's own inputs (text): INPUT_PREDICTORS
+        pre = plan.prepared.pre
+        example = input_example(pre, plan.prepared.splits["train"].raw)
+        return Package(
+            network, recipe, None, pre.task, list(pre.labels), example=example, code=code, inputs=pre.inputs()
+        )
     if plan.prepared is not None:
         pre = plan.prepared.pre
         example = input_example(pre, plan.prepared.splits["train"].raw)

@@ -26,6 +26,7 @@ from mlproj import __version__
 from mlproj.data.preprocess import Preprocessor
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 from mlproj.packaging.predictors import PROBABILITIES_PARAM, TabularPredictor, TensorPredictor
+from mlproj.packaging.text import TextPredictor
 
 FORMAT_VERSION = 2  # 1: mlproj 0.1 (tables only), still loaded
 WEIGHTS_FILE = "model.safetensors"
@@ -34,6 +35,11 @@ META_FILE = "mlproj.json"
 
 class ModelLoadError(RuntimeError):
     """A packaged model that is missing, damaged, of an unknown format, or names a class it may not."""
+
+
+# A family's own inputs (the JSON's optional "inputs": {"kind": ..., its plain-JSON preprocessing state}):
+# kind -> the predictor class, built by its from_meta(network, meta).
+INPUT_PREDICTORS: dict[str, Any] = {"text": TextPredictor}
 
 
 @dataclass
@@ -49,8 +55,11 @@ class Package:
     example: pd.DataFrame | None = None  # the input example: raw rows, or a few examples' columns
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
     requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
+    inputs: dict[str, Any] | None = None  # a family's own inputs ({"kind": "text", ...}): INPUT_PREDICTORS
 
-    def predictor(self) -> TabularPredictor | TensorPredictor:
+    def predictor(self) -> Any:
+        if self.inputs is not None:
+            return input_predictor(self.network, metadata(self))
         if self.pre is not None:
             return TabularPredictor(self.network, self.pre)
         return TensorPredictor(self.network, self.shape, self.kind, self.labels)
@@ -63,6 +72,11 @@ def save(package: Package, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in package.network.state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE))
+    (path / META_FILE).write_text(json.dumps(metadata(package), indent=1))
+
+
+def metadata(package: Package) -> dict[str, Any]:
+    """The JSON document of a packaged model."""
     meta = {
         "format_version": FORMAT_VERSION,
         "mlproj_version": __version__,
@@ -72,7 +86,21 @@ def save(package: Package, path: Path) -> None:
         "labels": package.labels,
         "shape": package.shape,
     }
-    (path / META_FILE).write_text(json.dumps(meta, indent=1))
+    if package.inputs is not None:
+        meta["inputs"] = package.inputs
+    return meta
+
+
+def input_predictor(network: torch.nn.Module, meta: dict[str, Any]) -> Any:
+    """The predictor of a model whose JSON has `inputs`, by its kind; a damaged state is a ModelLoadError."""
+    inputs = meta.get("inputs")
+    kind = inputs.get("kind") if isinstance(inputs, dict) else None
+    if kind not in INPUT_PREDICTORS:
+        raise ModelLoadError(f"{META_FILE}: unknown inputs kind {kind!r}; known: {', '.join(INPUT_PREDICTORS)}")
+    try:
+        return INPUT_PREDICTORS[kind].from_meta(network, meta)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{META_FILE}: damaged {kind} inputs: {exc}") from exc
 
 
 def load(path: str | Path) -> TabularPredictor | TensorPredictor:
@@ -106,6 +134,8 @@ def load(path: str | Path) -> TabularPredictor | TensorPredictor:
         network.load_state_dict(state, strict=True)
     except Exception as exc:  # safetensors and torch raise several types for a damaged file
         raise ModelLoadError(f"{path / WEIGHTS_FILE} is damaged or does not match the model: {exc}") from exc
+    if meta.get("inputs") is not None:
+        return input_predictor(network, meta)
     if meta.get("preprocessing"):
         return TabularPredictor(network, Preprocessor.from_dict(meta["preprocessing"]))
     return TensorPredictor(network, meta.get("shape") or [], str(meta.get("kind")), meta.get("labels") or [])
