@@ -28,6 +28,7 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     extra = ["tracking.uri=http://127.0.0.1:5000"] if option == "server" else []
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
     extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
+    extra += ["data.path=x.csv", "data.text_column=t", "data.target=y"] if option == "text_csv" else []
     append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
     cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
@@ -60,10 +61,11 @@ def test_groups_are_the_documented_ones():
         "digits_grid",
         "parquet_stream",
         "synthetic",
+        "text_csv",
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["linear", "mlp"]
+    assert options("model") == ["embedding_bag", "linear", "mlp", "text_transformer"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]
