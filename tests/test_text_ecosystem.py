@@ -104,16 +104,17 @@ def test_text_ddp_cpu_run_is_one_run_over_both_shards(store, tmp_path):
 
 
 def test_text_run_preempted_and_resumed_into_the_same_run(store, tmp_path):
-    data = write_reviews(tmp_path, rows=4000)
-    args = [*data, "model=text_transformer", "trainer.max_epochs=8", "trainer.early_stopping=false"]
+    data = write_reviews(tmp_path, rows=4000)  # about 0.5 s per epoch: 44 batches of a network sleeping 10 ms
+    args = [*data, "model=embedding_bag", "model._target_=tests.texts.SlowEmbeddingBag", "+model.delay=0.01"]
+    args += ["trainer.max_epochs=8", "trainer.early_stopping=false"]
     args += ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.progress_bar=plain", "tracking.log_plots=false"]
     args += [f"tracking.uri={store}"]
     client = MlflowClient(store)
-    code, output = faults.interrupted(args, tmp_path, client, 2, signal.SIGTERM)
+    code, output = faults.interrupted(args, tmp_path, client, 2, signal.SIGTERM, timeout=300)
     assert code == 143, output[-3000:]
     killed = faults.only_run(client)
     assert killed.info.status == "KILLED"
-    again = run_cli(*args, "resume=auto", cwd=tmp_path)
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parents[1])})
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     resumed = faults.only_run(client)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
+
+from mlproj.models.text import EmbeddingBag
 
 GOOD = ["great", "excellent", "lovely", "superb", "enjoyed", "fantastic"]
 BAD = ["awful", "boring", "terrible", "waste", "dull", "poor"]
@@ -23,3 +27,15 @@ def reviews_frame(rows: int = 300, seed: int = 0) -> pd.DataFrame:
         scores.append(round(2.0 * (good - bad) + float(rng.normal(0, 0.3)), 2))
         labels.append("pos" if good > bad or (good == bad and rng.random() < 0.5) else "neg")
     return pd.DataFrame({"id": range(rows), "review": texts, "sentiment": labels, "score": scores})
+
+
+class SlowEmbeddingBag(EmbeddingBag):
+    """The text baseline, `delay` seconds slower per batch: paces a run so that a test can act mid-run."""
+
+    def __init__(self, in_features: int, out_features: int, delay: float = 0.01, **kwargs) -> None:
+        super().__init__(in_features, out_features, **kwargs)
+        self.delay = delay
+
+    def forward(self, x):
+        time.sleep(self.delay)
+        return super().forward(x)
