@@ -28,7 +28,7 @@ class EmbeddingBag(nn.Module):
         out_features: int,
         embed_dim: int = 64,
         ngrams: int = 2,
-        buckets: int = 65536,
+        buckets: int = 16384,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
