@@ -29,6 +29,7 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     extra += ["data.path=x.csv", "data.target=y"] if option == "csv" else []
     extra += ["data.path=x.parquet", "data.target=y"] if option == "parquet_stream" else []
     extra += ["data.path=photos"] if option == "image_folder" else []
+    extra += ["data.path=x.csv", "data.text_column=t", "data.target=y"] if option == "text_csv" else []
     append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
     cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
@@ -63,10 +64,11 @@ def test_groups_are_the_documented_ones():
         "image_folder",
         "parquet_stream",
         "synthetic",
+        "text_csv",
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["cnn", "linear", "mlp", "resnet"]
+    assert options("model") == ["cnn", "embedding_bag", "linear", "mlp", "resnet", "text_transformer"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]
