@@ -69,6 +69,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     from mlproj.tasks.supervised import SupervisedTask
 
     builtin = issubclass(task_class, SupervisedTask)
+    check_model_inputs(cfg, source, builtin)
     plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
     extra = {**data_directions(plan), **extra_directions(cfg, plan.kind, plan.num_classes)} if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)
@@ -114,6 +115,19 @@ def check_task(cfg: DictConfig) -> type:
     else:
         families.check(cfg.task, "task", "task", offered=SIZES)
     return cls
+
+
+def check_model_inputs(cfg: DictConfig, source: Any, builtin: bool) -> None:
+    """A source whose examples are not float features names what they are (`model_inputs`, e.g. token ids): the
+    built-in task's network must say it takes them (its class's `inputs`), or the run would fail at the first
+    batch."""
+    wanted = getattr(source, "model_inputs", None)
+    if not builtin or wanted is None:
+        return
+    cls = families.resolve(cfg.model, "model", "model")
+    if getattr(cls, "inputs", None) != wanted:
+        hint = getattr(source, "model_hint", "")
+        raise ConfigError(f"model: {cls.__name__} does not take {wanted}, what data gives; {hint}".rstrip("; "))
 
 
 def drop_table_defaults(cfg: DictConfig) -> None:

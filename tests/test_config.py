@@ -31,6 +31,7 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     series = ["data.path=x.csv", "data.time=t", "data.target=y", "data.horizon=1", "data.window=2"]
     extra += series if option == "timeseries" else []
     extra += ["data.path=photos"] if option == "image_folder" else []
+    extra += ["data.path=x.csv", "data.text_column=t", "data.target=y"] if option == "text_csv" else []
     append = "+" if group == "callbacks" else ""  # not in the defaults list: added with +callbacks=<option>
     cfg = make_cfg(f"{append}{group}={option}", *extra)
     check_config(cfg)
@@ -65,11 +66,12 @@ def test_groups_are_the_documented_ones():
         "image_folder",
         "parquet_stream",
         "synthetic",
+        "text_csv",
         "timeseries",
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["cnn", "gru", "linear", "mlp", "resnet", "tcn"]
+    assert options("model") == ["cnn", "embedding_bag", "gru", "linear", "mlp", "resnet", "tcn", "text_transformer"]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]

@@ -53,7 +53,9 @@ def resolve_task(table: Table, cfg: Any) -> str:
     return task
 
 
-def prepare(table: Table, task: str, cfg: Any) -> PreparedData:
+def split_indices(table: Table, task: str, cfg: Any) -> dict[str, np.ndarray]:
+    """Row indices of train/val/test, after the target is checked for the task: reproducible (cfg.split_seed),
+    stratified for classification. Every source of raw rows splits this way (tables, text)."""
     if task == CLASSIFICATION:
         counts = table.target.value_counts()
         if len(counts) > max(50, len(table.target) // 2):
@@ -72,7 +74,12 @@ def prepare(table: Table, task: str, cfg: Any) -> PreparedData:
     holdout = cfg.val_fraction + cfg.test_fraction
     train_idx, rest_idx = _split(index, holdout, table.target, task, cfg.split_seed)
     val_idx, test_idx = _split(rest_idx, cfg.test_fraction / holdout, table.target.iloc[rest_idx], task, cfg.split_seed)
-    parts = dict(zip(SPLITS, (train_idx, val_idx, test_idx), strict=True))
+    return dict(zip(SPLITS, (train_idx, val_idx, test_idx), strict=True))
+
+
+def prepare(table: Table, task: str, cfg: Any) -> PreparedData:
+    parts = split_indices(table, task, cfg)
+    train_idx, val_idx, test_idx = parts.values()
     train_x = table.features.iloc[train_idx]
     try:
         pre = Preprocessor.fit(

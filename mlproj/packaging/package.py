@@ -34,9 +34,10 @@ def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) 
     if plan.prepared is not None:
         pre = plan.prepared.pre
         example = input_example(pre, plan.prepared.splits["train"].raw)
-        if hasattr(pre, "inputs"):  # images (and other kinds): their own predictor, pyfunc.INPUT_PREDICTORS
+        if hasattr(pre, "inputs"):  # images, text (other kinds): their own predictor, pyfunc.INPUT_PREDICTORS
             inputs = pre.inputs()
-            needs = INPUT_PREDICTORS[inputs["kind"]].requirements()
+            predictor = INPUT_PREDICTORS[inputs["kind"]]
+            needs = predictor.requirements() if hasattr(predictor, "requirements") else []
             return Package(network, recipe, None, pre.task, list(pre.labels), example=example, code=code,
                            requirements=needs, inputs=inputs)  # fmt: skip
         return Package(network, recipe, pre, pre.task, list(pre.labels), example=example, code=code)

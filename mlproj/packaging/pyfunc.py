@@ -28,6 +28,7 @@ from mlproj.errors import ModelLoadError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 from mlproj.packaging.images import ImagePredictor
 from mlproj.packaging.predictors import PROBABILITIES_PARAM, TabularPredictor, TensorPredictor
+from mlproj.packaging.text import TextPredictor
 from mlproj.packaging.timeseries import SeriesPredictor
 
 FORMAT_VERSION = 2  # 1: mlproj 0.1 (tables only), still loaded
@@ -37,7 +38,7 @@ META_FILE = "mlproj.json"
 
 # A packaged model whose JSON carries `inputs` ({"kind": ..., plain-JSON preprocessing state}) predicts with the
 # class of that kind, built by `from_meta(network, meta)` (meta: the whole JSON document).
-INPUT_PREDICTORS: dict[str, Any] = {"image": ImagePredictor, "series": SeriesPredictor}
+INPUT_PREDICTORS: dict[str, Any] = {"image": ImagePredictor, "text": TextPredictor, "series": SeriesPredictor}
 
 
 @dataclass
@@ -53,12 +54,11 @@ class Package:
     example: pd.DataFrame | None = None  # the input example: raw rows, or a few examples' columns
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
     requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
-    inputs: dict[str, Any] | None = None  # a kind of input of its own (INPUT_PREDICTORS): {"kind": ..., state}
+    inputs: dict[str, Any] | None = None  # a family's own inputs ({"kind": "text", ...}): INPUT_PREDICTORS
 
     def predictor(self) -> Any:
         if self.inputs is not None:
-            meta = {"inputs": self.inputs, "kind": self.kind, "labels": self.labels}
-            return INPUT_PREDICTORS[self.inputs["kind"]].from_meta(self.network, meta)
+            return input_predictor(self.network, metadata(self))
         if self.pre is not None:
             return TabularPredictor(self.network, self.pre)
         return TensorPredictor(self.network, self.shape, self.kind, self.labels)
@@ -71,6 +71,11 @@ def save(package: Package, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in package.network.state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE))
+    (path / META_FILE).write_text(json.dumps(metadata(package), indent=1))
+
+
+def metadata(package: Package) -> dict[str, Any]:
+    """The JSON document of a packaged model."""
     meta = {
         "format_version": FORMAT_VERSION,
         "mlproj_version": __version__,
@@ -82,7 +87,19 @@ def save(package: Package, path: Path) -> None:
     }
     if package.inputs is not None:
         meta["inputs"] = package.inputs
-    (path / META_FILE).write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def input_predictor(network: torch.nn.Module, meta: dict[str, Any]) -> Any:
+    """The predictor of a model whose JSON has `inputs`, by its kind; a damaged state is a ModelLoadError."""
+    inputs = meta.get("inputs")
+    kind = inputs.get("kind") if isinstance(inputs, dict) else None
+    if kind not in INPUT_PREDICTORS:
+        raise ModelLoadError(f"{META_FILE}: unknown inputs kind {kind!r}; known: {', '.join(INPUT_PREDICTORS)}")
+    try:
+        return INPUT_PREDICTORS[kind].from_meta(network, meta)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"{META_FILE}: damaged {kind} inputs: {exc}") from None
 
 
 def load(path: str | Path) -> Any:
@@ -117,21 +134,10 @@ def load(path: str | Path) -> Any:
     except Exception as exc:  # safetensors and torch raise several types for a damaged file
         raise ModelLoadError(f"{path / WEIGHTS_FILE} is damaged or does not match the model: {exc}") from exc
     if meta.get("inputs") is not None:
-        return _input_predictor(path, network, meta)
+        return input_predictor(network, meta)
     if meta.get("preprocessing"):
         return TabularPredictor(network, Preprocessor.from_dict(meta["preprocessing"]))
     return TensorPredictor(network, meta.get("shape") or [], str(meta.get("kind")), meta.get("labels") or [])
-
-
-def _input_predictor(path: Path, network: torch.nn.Module, meta: dict[str, Any]) -> Any:
-    inputs = meta["inputs"]
-    kind = inputs.get("kind") if isinstance(inputs, dict) else None
-    if kind not in INPUT_PREDICTORS:
-        raise ModelLoadError(f"{path / META_FILE}: unknown inputs kind {kind!r}; known: {', '.join(INPUT_PREDICTORS)}")
-    try:
-        return INPUT_PREDICTORS[kind].from_meta(network, meta)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelLoadError(f"{path / META_FILE}: invalid {kind} inputs: {exc}") from None
 
 
 def code_folder(data_path: Path) -> Path:
