@@ -234,7 +234,7 @@ def test_packaged_forecaster_refuses_short_or_incomplete_histories(series_csv, t
     for key, value in (("window", "12; import os"), ("std", [0.0]), ("target", {"_target_": "os.system"})):
         damaged = {**meta, "inputs": {**meta["inputs"], key: value}}
         (tmp_path / "model" / packaging.META_FILE).write_text(json.dumps(damaged))
-        with pytest.raises(packaging.ModelLoadError, match="invalid series inputs"):
+        with pytest.raises(packaging.ModelLoadError, match="damaged series inputs"):
             packaging.load(tmp_path / "model")
     meta["inputs"]["kind"] = "pickle"
     (tmp_path / "model" / packaging.META_FILE).write_text(json.dumps(meta))
