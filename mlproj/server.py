@@ -1,7 +1,7 @@
 """Start an MLflow tracking server for mlproj: `python -m mlproj.server [--port 5000]`.
 
 Binds 127.0.0.1 by default, keeps runs and the registry in a sqlite database (or PostgreSQL:
-`--backend-store-uri postgresql://user:password@host:5432/mlflow`, with `pip install psycopg2-binary`),
+`--backend-store-uri postgresql://user:password@host:5432/mlflow`, with `pip install 'mlproj[postgres]'`),
 and proxies artifacts (`--serve-artifacts`), so clients upload and download through the server and need no
 access to its storage. Point runs at it with `tracking=server tracking.uri=http://127.0.0.1:5000`.
 """
@@ -42,8 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--artifacts-destination", default=str(Path.cwd() / "mlartifacts"))
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
+    from mlproj.config.drivers import check_database_uri
+    from mlproj.errors import ConfigError
+
+    try:  # before exec: mlflow's own failure is a long traceback from a worker process
+        check_database_uri("--backend-store-uri", args.backend_store_uri)
+    except ConfigError as exc:
+        print(f"mlproj.server: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     cmd = command(args)
-    print(f"mlproj.server: {' '.join(cmd)}", flush=True)
+    from mlproj.tracking.masking import redact
+
+    print(f"mlproj.server: {redact(' '.join(cmd))}", flush=True)  # a database URI's password stays off logs
     print(f"mlproj.server: train with tracking=server tracking.uri=http://{args.host}:{args.port}", flush=True)
     os.execv(cmd[0], cmd)
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -212,8 +213,9 @@ class Server:
     backend, proxied artifacts. It can be stopped and started again on the same port and store, as a
     tracking server that goes away and comes back."""
 
-    def __init__(self, root: Path, port: int | None = None) -> None:
+    def __init__(self, root: Path, port: int | None = None, backend_store_uri: str | None = None) -> None:
         self.root, self.port = root, port or free_port()
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'server.db'}"
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -222,7 +224,7 @@ class Server:
         import urllib.request
 
         command = [sys.executable, "-m", "mlproj.server", "--port", str(self.port)]
-        command += ["--backend-store-uri", f"sqlite:///{self.root / 'server.db'}"]
+        command += ["--backend-store-uri", self.backend_store_uri]
         command += ["--artifacts-destination", str(self.root / "artifacts")]
         log = (self.root / "server.log").open("a")
         self.proc = subprocess.Popen(
@@ -258,6 +260,22 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real, throwaway PostgreSQL cluster (tests/postgres.py), shared by the tests of a session; each test
+    takes fresh databases with `postgres.database()`. Skipped only where PostgreSQL is not installed."""
+    from tests.postgres import Cluster, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = Cluster(free_port())
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
 
 
 def table_package(network, model_cfg: dict, pre, raw: pd.DataFrame):

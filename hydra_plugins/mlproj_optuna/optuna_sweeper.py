@@ -141,6 +141,7 @@ class MlprojOptunaSweeper(Sweeper):
         import optuna
 
         from mlproj.sweeps import pruning
+        from mlproj.sweeps.study import WORKER, seed_offset
 
         parser = OverridesParser.create()
         lines = [f"{k}={v}" for k, v in (self.conf.params or {}).items()] + list(arguments)
@@ -159,8 +160,9 @@ class MlprojOptunaSweeper(Sweeper):
         study = optuna.create_study(
             study_name=self.conf.study_name,
             storage=self.conf.storage,
-            # A resumed study must not replay the first run's samples: offset the seed by its trial count.
-            sampler=self._sampler(space, None if self.conf.seed is None else self.conf.seed + earlier),
+            # A resumed study must not replay the first run's samples, nor workers started together each
+            # other's: offset the seed by its trial count and this worker's ordinal on the study.
+            sampler=self._sampler(space, None if self.conf.seed is None else self.conf.seed + earlier + seed_offset()),
             pruner=self._pruner(),
             direction=direction,
             load_if_exists=True,
@@ -182,11 +184,23 @@ class MlprojOptunaSweeper(Sweeper):
                 log.info("hydra.sweeper.timeout reached: no new trials")
                 break
             batch = [study.ask(space) for _ in range(min(self.conf.n_jobs, n_trials))]
+            for trial in batch:  # which worker (machine, process) ran it, when several share the study
+                trial.set_user_attr("mlproj_worker", WORKER)
             overrides = [
                 (*(f"{k}={_format(v)}" for k, v in {**t.params, **fixed}.items()), f"++sweep.trial={t.number}")
                 for t in batch
             ]
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except BaseException:
+                # SIGTERM or Ctrl-C inside a trial (SystemExit from the job), or the launcher failing: the
+                # batch's trials must not stay RUNNING in a study that other workers go on with.
+                for trial in batch:
+                    try:
+                        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    except Exception as exc:  # the storage gone too: the original error matters more
+                        log.warning("could not mark trial %d FAILED: %s", trial.number, exc)
+                raise
             self.job_idx += len(returns)
             for trial, ret in zip(batch, returns, strict=True):
                 self._tell(study, trial, ret)

@@ -144,6 +144,11 @@ def check_config(cfg: DictConfig) -> None:
         )
     if cfg.tracking.backend == Backend.server and not cfg.tracking.uri:
         raise ConfigError("tracking.uri is required for tracking=server (e.g. http://127.0.0.1:5000)")
+    from mlproj.config.drivers import check_database_uri
+
+    check_database_uri("tracking.uri", cfg.tracking.uri)
+    check_database_uri("tracking.registry_uri", cfg.tracking.registry_uri)
+    check_database_uri("sweep.storage", cfg.sweep.storage)
     if not cfg.tracking.experiment.strip():
         raise ConfigError("tracking.experiment must not be empty")
     _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)

@@ -46,6 +46,8 @@ class SweepCallback(Callback):
         if summary.get("status") == "FAILED":
             print("mlproj: every trial of the sweep failed", file=sys.stderr)
             sys.exit(1)
+        if summary.get("status") == "RUNNING":  # other workers of the study are on it: the last one gates
+            return
         reg = config.registry
         if plain(reg.when) != "best" or not summary.get("best_run_id") or not gate_on(reg):
             return

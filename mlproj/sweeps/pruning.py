@@ -58,21 +58,6 @@ def remember_parent(study: Any) -> None:
         study.set_user_attr(PARENT_ATTR, parent)
 
 
-def stored_parent(config: DictConfig) -> str | None:
-    """The parent run of an existing study in persistent storage (a resumed sweep), if any."""
-    sweeper = config.hydra.get("sweeper", {})
-    storage, name = sweeper.get("storage"), sweeper.get("study_name")
-    if not storage or not name:
-        return None
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:  # no such study yet
-        return None
-    return study.user_attrs.get(PARENT_ATTR)
-
-
 def trial_of(config: DictConfig) -> Any:
     """The running Optuna trial of this job, or None outside an Optuna sweep."""
     if config.sweep.trial is None:

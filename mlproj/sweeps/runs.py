@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlproj import metrics, tags
+from mlproj.sweeps import study
 from mlproj.sweeps.pruning import OBJECTIVE_METRIC, PARENT_ENV
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 SWEPT_ENV = "MLPROJ_SWEPT_KEYS"
 _open_parents: set[str] = set()
 _exit_status = {"value": "KILLED"}  # what an unfinished parent ends as if the process exits early
+_shared = {"value": False}  # the parent is shared by the workers of one Optuna study
 
 
 def note_failure() -> None:
@@ -45,31 +47,38 @@ def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) ->
         **tracking.provenance_tags(sweep_overrides, dict(cfg.tracking.tags)),
     }
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run`: its run is the parent, not a trial
-    from mlproj.sweeps.pruning import stored_parent
+    name = "sweep " + " ".join(Path(sweep_dir).parts[-2:])
 
-    resumed = None if launched else stored_parent(cfg)  # a resumed Optuna study keeps its parent
-    if launched or resumed:
-        parent = launched or resumed
+    def create() -> str:
+        return client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
+
+    # An Optuna study on storage may be worked by several commands at once (and a resumed one keeps its
+    # parent): they share one parent, found or created under a lock (mlproj.sweeps.study).
+    shared = not launched and study.shared_storage(cfg) is not None
+    parent = launched or (study.join(cfg, client, create) if shared else create())
+    if launched or shared:
         client.update_run(parent, status="RUNNING")
         for key, value in parent_tags.items():
             client.set_tag(parent, key, value)
-    else:
-        name = "sweep " + " ".join(Path(sweep_dir).parts[-2:])
-        parent = client.create_run(experiment_id, run_name=name, tags=parent_tags).info.run_id
+    _shared["value"] = shared
     os.environ[PARENT_ENV] = parent
     searched = list(cfg.hydra.get("sweeper", {}).get("params", {}) or {})  # the Optuna sweeper's space
     os.environ[SWEPT_ENV] = json.dumps(swept_keys(sweep_overrides) + searched)
     _open_parents.add(parent)
-    atexit.register(_close_abandoned, client, parent)
+    atexit.register(_close_abandoned, client, parent, cfg)
     print(f"mlproj: sweep parent run {parent} in experiment {client.get_experiment(experiment_id).name!r}")
     return parent
 
 
-def _close_abandoned(client: Any, parent: str) -> None:
-    """The process is exiting with the sweep unfinished (Ctrl-C, an error): never leave it RUNNING."""
+def _close_abandoned(client: Any, parent: str, cfg: DictConfig) -> None:
+    """The process is exiting with the sweep unfinished (Ctrl-C, an error): never leave it RUNNING, unless
+    other workers of its study are still on it (the last of them ends it)."""
     if parent in _open_parents:
         _open_parents.discard(parent)
         try:
+            if _shared["value"] and study.leave(cfg):
+                print(f"mlproj: sweep {parent} left RUNNING: other workers are still on it")
+                return
             client.set_terminated(parent, _exit_status["value"])
         except Exception as exc:  # exiting anyway; say so and go
             log.warning("could not close sweep run %s: %s", parent, exc)
@@ -185,9 +194,16 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
             if key.startswith("test_"):
                 client.log_metric(parent, f"best_{key}", value)
     status = "FAILED" if not rows or summary["failed"] == len(rows) else "FINISHED"
-    client.set_terminated(parent, status)
+    others = study.leave(cfg) if _shared["value"] and parent in _open_parents else []
     _open_parents.discard(parent)
     best_text = f"; best {objective}={best[1]:.6g} in run {best[0].info.run_id}" if best else ""
+    if others:  # the summary so far is on the parent; the last worker to finish rewrites it and ends it
+        print(
+            f"mlproj: sweep {parent}: {len(rows)} trials so far{best_text}; {len(others)} other worker(s) still on it"
+        )
+        summary["status"] = "RUNNING"
+        return summary
+    client.set_terminated(parent, status)
     print(f"mlproj: sweep {parent} {status}: {len(rows)} trials, {summary['failed']} failed{best_text}")
     summary["status"] = status
     return summary

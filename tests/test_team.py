@@ -1,0 +1,177 @@
+"""A team's setup, for real: one Optuna study worked by several processes started at once (as several machines
+would), on PostgreSQL (a throwaway cluster, tracking through `mlproj.server` on it) and on sqlite (one machine).
+
+Each worker is its own `python -m mlproj -m hparams_search=optuna sweep.storage=...` in its own folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import Server
+
+EXPERIMENT = "team"
+SEARCH = [
+    "-m",
+    "hparams_search=optuna",
+    "hydra.sweeper.sampler=random",
+    "optimizer.lr=choice(0.00001,0.00003,0.003)",  # over the preset's: mostly hopeless, the pruner has work
+    "trainer.max_epochs=6",
+    "trainer.early_stopping=false",
+    "tracking.log_plots=false",
+    "quiet=true",
+    f"tracking.experiment={EXPERIMENT}",
+]
+
+
+@pytest.fixture(scope="module")
+def pg_server(postgres, tmp_path_factory):
+    """`mlproj.server` on a fresh PostgreSQL database, artifacts proxied: what a team shares."""
+    server = Server(tmp_path_factory.mktemp("pg-server"), backend_store_uri=postgres.database("mlflow"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def _stores(backend: str, tmp_path: Path, request) -> tuple[str, str]:
+    """(tracking URI, Optuna storage) for a backend."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
+    server = request.getfixturevalue("pg_server")
+    cluster = request.getfixturevalue("postgres")
+    return server.url, cluster.database()
+
+
+def start_workers(count: int, trials: int, tracking: str, storage: str, tmp_path: Path) -> list[subprocess.Popen]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    procs = []
+    for i in range(count):
+        folder = tmp_path / f"worker{i}"  # its own outputs/ and multirun/, as on another machine
+        folder.mkdir()
+        args = [*SEARCH, f"tracking.uri={tracking}", f"sweep.storage={storage}", f"hydra.sweeper.n_trials={trials}"]
+        log = (folder / "log.txt").open("w")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mlproj", *args], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        )
+        log.close()
+    return procs
+
+
+def wait_all(procs: list[subprocess.Popen], tmp_path: Path, timeout: float = 900) -> list[int]:
+    deadline = time.monotonic() + timeout
+    codes = []
+    for i, proc in enumerate(procs):
+        try:
+            codes.append(proc.wait(max(1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            pytest.fail(f"worker {i} still running: " + (tmp_path / f"worker{i}" / "log.txt").read_text()[-3000:])
+    return codes
+
+
+def logs(tmp_path: Path, count: int) -> str:
+    return "\n".join((tmp_path / f"worker{i}" / "log.txt").read_text()[-2500:] for i in range(count))
+
+
+def sweep_runs(tracking: str):
+    client = MlflowClient(tracking)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("mlproj.sweep.role") == "parent"]
+    trials = [r for r in runs if r.data.tags.get("mlproj.sweep.role") == "trial"]
+    return client, parents, trials
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_one_study_worked_by_workers_started_at_once(backend, tmp_path, request):
+    workers, trials_each = 3, 3
+    tracking, storage = _stores(backend, tmp_path, request)
+    codes = wait_all(start_workers(workers, trials_each, tracking, storage, tmp_path), tmp_path)
+    assert codes == [0] * workers, logs(tmp_path, workers)
+
+    study = optuna.load_study(study_name=EXPERIMENT, storage=storage)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(workers * trials_each))  # N x K trials, distinct numbers
+    per_worker = Counter(t.user_attrs["mlproj_worker"] for t in study.trials)
+    assert sorted(per_worker.values()) == [trials_each] * workers  # each worker ran its K, on one study
+    states = Counter(t.state for t in study.trials)
+    assert set(states) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}, states
+    # Pruning is decided on the whole study: some trial was pruned while its own worker had finished fewer
+    # trials than the pruner needs (n_startup_trials=2), so the others' trials decided it.
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, states
+
+    def own_complete_before(t):
+        w = t.user_attrs["mlproj_worker"]
+        return sum(
+            o.user_attrs["mlproj_worker"] == w
+            and o.state == optuna.trial.TrialState.COMPLETE
+            and o.datetime_complete < t.datetime_complete
+            for o in study.trials
+        )
+
+    assert any(own_complete_before(t) < 2 for t in pruned), [(t.number, own_complete_before(t)) for t in pruned]
+
+    client, parents, trials = sweep_runs(tracking)
+    assert len(parents) == 1, [p.data.tags.get("mlproj.sweep") for p in parents]  # whichever worker was first
+    parent = parents[0]
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert study.user_attrs["mlproj_workers"] == []  # every worker left; the last one closed the parent
+    assert parent.info.status == "FINISHED"
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+    # no trial run twice: one MLflow run per trial number
+    assert sorted(int(t.info.run_name.split()[1]) for t in trials) == list(range(workers * trials_each))
+    assert {t.info.status for t in trials} == {"FINISHED"}
+    table = client.download_artifacts(parent.info.run_id, "sweep/trials.csv", str(tmp_path))
+    assert len(Path(table).read_text().strip().splitlines()) == 1 + workers * trials_each  # the last summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_worker_killed_mid_trial_fails_its_trial_and_the_others_finish(backend, tmp_path, request):
+    workers, trials_each = 3, 2
+    tracking, storage = _stores(backend, tmp_path, request)
+    procs = start_workers(workers, trials_each, tracking, storage, tmp_path)
+    # Wait until worker 0 is training a trial (its run exists, RUNNING), then preempt it.
+    deadline = time.monotonic() + 600
+    victim_run = None
+    while victim_run is None:
+        assert time.monotonic() < deadline, logs(tmp_path, workers)
+        assert procs[0].poll() is None, logs(tmp_path, workers)
+        time.sleep(1)
+        try:
+            _, _, trials = sweep_runs(tracking)
+        except Exception:  # the store or experiment is not there yet
+            continue
+        folder = str(tmp_path.resolve() / "worker0")
+        mine = [t for t in trials if t.data.tags.get("mlproj.checkpoint_dir", "").startswith(folder)]
+        running = [t for t in mine if t.info.status == "RUNNING" and t.data.metrics]  # past its first epoch
+        victim_run = running[0] if running else None
+    procs[0].send_signal(signal.SIGTERM)
+    codes = wait_all(procs, tmp_path)
+    assert codes[0] == 143 and codes[1:] == [0] * (workers - 1), logs(tmp_path, workers)
+
+    client, parents, trials = sweep_runs(tracking)
+    assert client.get_run(victim_run.info.run_id).info.status == "KILLED"
+    study = optuna.load_study(study_name=EXPERIMENT, storage=storage)
+    number = int(victim_run.info.run_name.split()[1])
+    assert study.trials[number].state == optuna.trial.TrialState.FAIL
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    others = [t for t in study.trials if t.number != number]
+    assert len(others) >= (workers - 1) * trials_each  # the killed worker may have finished one before
+    (parent,) = parents
+    assert parent.info.status == "FINISHED"  # the others finished it; the killed one did not close it early
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
