@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import Server
+from tests.postgres import PASSWORD
 
 EXPERIMENT = "team"
 SEARCH = [
@@ -52,13 +53,36 @@ def _stores(backend: str, tmp_path: Path, request) -> tuple[str, str]:
     return server.url, cluster.database()
 
 
-def start_workers(count: int, trials: int, tracking: str, storage: str, tmp_path: Path) -> list[subprocess.Popen]:
+# A paced trial (tests.models.Slow), so one can be interrupted mid-training; the bare sweeper (the preset's
+# space is the MLP's), no pruner (the trial must run until it is killed).
+PACED = [
+    "-m",
+    "hydra/sweeper=mlproj_optuna",
+    "hydra.sweeper.storage=${sweep.storage}",
+    f"hydra.sweeper.study_name={EXPERIMENT}",
+    "hydra.sweeper.pruner=none",
+    "optimizer.lr=choice(0.001,0.003)",
+    "model=linear",
+    "model._target_=tests.models.Slow",
+    "+model.delay=0.02",
+    "trainer.max_epochs=30",
+    "trainer.early_stopping=false",
+    "tracking.log_plots=false",
+    "quiet=true",
+    f"tracking.experiment={EXPERIMENT}",
+]
+
+
+def start_workers(
+    count: int, trials: int, tracking: str, storage: str, tmp_path: Path, search: list[str] = SEARCH
+) -> list[subprocess.Popen]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
     procs = []
     for i in range(count):
         folder = tmp_path / f"worker{i}"  # its own outputs/ and multirun/, as on another machine
         folder.mkdir()
-        args = [*SEARCH, f"tracking.uri={tracking}", f"sweep.storage={storage}", f"hydra.sweeper.n_trials={trials}"]
+        args = [*search, f"tracking.uri={tracking}", f"sweep.storage={storage}", f"hydra.sweeper.n_trials={trials}"]
         log = (folder / "log.txt").open("w")
         procs.append(
             subprocess.Popen(
@@ -135,6 +159,8 @@ def test_one_study_worked_by_workers_started_at_once(backend, tmp_path, request)
     # no trial run twice: one MLflow run per trial number
     assert sorted(int(t.info.run_name.split()[1]) for t in trials) == list(range(workers * trials_each))
     assert {t.info.status for t in trials} == {"FINISHED"}
+    for run in [parent, *trials]:  # sweep.storage's password is masked wherever a run records it
+        assert PASSWORD not in str(run.data.params) + str(run.data.tags)
     table = client.download_artifacts(parent.info.run_id, "sweep/trials.csv", str(tmp_path))
     assert len(Path(table).read_text().strip().splitlines()) == 1 + workers * trials_each  # the last summary
 
@@ -144,7 +170,7 @@ def test_one_study_worked_by_workers_started_at_once(backend, tmp_path, request)
 def test_a_worker_killed_mid_trial_fails_its_trial_and_the_others_finish(backend, tmp_path, request):
     workers, trials_each = 3, 2
     tracking, storage = _stores(backend, tmp_path, request)
-    procs = start_workers(workers, trials_each, tracking, storage, tmp_path)
+    procs = start_workers(workers, trials_each, tracking, storage, tmp_path, PACED)
     # Wait until worker 0 is training a trial (its run exists, RUNNING), then preempt it.
     deadline = time.monotonic() + 600
     victim_run = None
