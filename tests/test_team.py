@@ -201,3 +201,105 @@ def test_a_worker_killed_mid_trial_fails_its_trial_and_the_others_finish(backend
     (parent,) = parents
     assert parent.info.status == "FINISHED"  # the others finished it; the killed one did not close it early
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {parent.info.run_id}
+
+
+def _train(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    cwd.mkdir()
+    log = (cwd / "log.txt").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlproj", *args], cwd=cwd, env=env, stdout=log, stderr=log)
+    log.close()
+    return proc
+
+
+@pytest.mark.slow
+def test_a_server_on_postgresql_takes_runs_from_several_processes_at_once(pg_server, tmp_path):
+    """Training, the registry gate (4 writers on one model name at once), mlproj.register and serving the
+    champion, all through `mlproj.server --backend-store-uri postgresql://...` with proxied artifacts."""
+    from tests.test_registry import concurrent_gates
+
+    url = pg_server.url
+    common = ["debug=quick", "trainer.max_epochs=2", "tracking.log_plots=false", "quiet=true", "tracking=server"]
+    common += [f"tracking.uri={url}", "tracking.experiment=pg-train", "registry.model_name=team-model"]
+    common += ["++registry.thresholds.test_r2=-100"]  # every run passes: 4 versions, the champion the best
+    procs = [_train([*common, f"seed={seed}", f"optimizer.lr={lr}"], tmp_path / f"run{seed}") for seed, lr in
+             enumerate([0.001, 0.01, 0.03, 0.1])]  # fmt: skip
+    codes = [p.wait(600) for p in procs]
+    assert codes == [0] * 4, "\n".join((tmp_path / f"run{i}" / "log.txt").read_text()[-2000:] for i in range(4))
+    client = MlflowClient(url)
+    runs = client.search_runs([client.get_experiment_by_name("pg-train").experiment_id])
+    assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
+    versions = client.search_model_versions("name = 'team-model'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]  # no version lost
+    assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in runs)
+    best = min(runs, key=lambda r: r.data.metrics["test_rmse"])  # the selection metric, in its direction
+    assert client.get_model_version_by_alias("team-model", "champion").run_id == best.info.run_id
+    for run in runs:  # the model's artifacts went through the server, into its artifacts folder
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+    assert list((pg_server.root / "artifacts").iterdir())
+
+    concurrent_gates(url, lock=False)  # 4 processes gating chosen values at once: exact champion and challenger
+
+    picked = subprocess.run(
+        [sys.executable, "-m", "mlproj.register", "--experiment", "pg-train", "--tracking-uri", url,
+         "--model-name", "picked", "--threshold", "test_r2=-100"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert picked.returncode == 0, picked.stderr[-3000:]
+    assert client.get_model_version_by_alias("picked", "champion").run_id == best.info.run_id
+
+    _serve_champion(url, tmp_path)
+
+
+def _serve_champion(url: str, tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    import mlflow
+    from sklearn.datasets import load_diabetes
+
+    from tests.conftest import free_port, wait_until_serving
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["MLFLOW_TRACKING_URI"] = url
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # uvicorn from this venv
+    log_path = tmp_path / "serve.log"
+    command = ["mlflow", "models", "serve", "-m", "models:/team-model@champion", "--env-manager", "local"]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [*command, "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        wait_until_serving(port, proc, log_path)
+        rows = load_diabetes(as_frame=True).data.head(5)
+        body = json.dumps({"dataframe_split": rows.to_dict(orient="split")}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"}
+        )
+        served = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+        mlflow.set_tracking_uri(url)
+        local = mlflow.pyfunc.load_model("models:/team-model@champion").predict(rows)["prediction"].tolist()
+        assert [p["prediction"] for p in served] == pytest.approx(local)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
+@pytest.mark.slow
+def test_a_preempted_run_resumes_through_a_server_on_postgresql(pg_server, tmp_path):
+    from tests.conftest import run_cli
+    from tests.reliability import faults
+
+    args = [*faults.PACED, "tracking=server", f"tracking.uri={pg_server.url}", "tracking.experiment=mlproj"]
+    client = MlflowClient(pg_server.url)
+    code, output = faults.interrupted(args, tmp_path, client, 3, signal.SIGTERM)
+    assert code == 143, output[-3000:]
+    killed = faults.only_run(client)
+    assert killed.info.status == "KILLED"
+    repo = os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, env={"PYTHONPATH": repo})  # tests.models.Slow
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    resumed = faults.only_run(client)
+    assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
+    assert faults.val_steps(client, resumed.info.run_id) == list(range(10))  # faults.PACED's epochs, none missing
