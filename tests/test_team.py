@@ -303,3 +303,27 @@ def test_a_preempted_run_resumes_through_a_server_on_postgresql(pg_server, tmp_p
     resumed = faults.only_run(client)
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
     assert faults.val_steps(client, resumed.info.run_id) == list(range(10))  # faults.PACED's epochs, none missing
+
+
+@pytest.mark.slow
+def test_the_store_is_backed_up_online_and_restores(pg_server, postgres, tmp_path):
+    """The README's backup: pg_dump while the server runs, pg_restore into a new database, the same runs."""
+    from tests.postgres import PASSWORD
+
+    client = MlflowClient(pg_server.url)
+    experiment = client.create_experiment("backup")
+    run_id = client.create_run(experiment).info.run_id
+    client.log_metric(run_id, "test_rmse", 42.0)
+    client.set_terminated(run_id)
+    env = {**os.environ, "PGPASSWORD": PASSWORD}  # not on the command line
+    where = ["-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres"]
+    dump = tmp_path / "mlflow.dump"
+    subprocess.run([str(postgres.bin / "pg_dump"), *where, "-Fc", "-f", str(dump), "mlflow"], env=env, check=True)
+    restored = postgres.database("restored")
+    subprocess.run(
+        [str(postgres.bin / "pg_restore"), *where, "--no-owner", "-d", "restored", str(dump)], env=env, check=True
+    )
+    copy = MlflowClient(restored)  # the SQL store itself, as a new server on it would read it
+    run = copy.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["test_rmse"] == 42.0
+    assert {e.name for e in copy.search_experiments()} == {e.name for e in client.search_experiments()}
