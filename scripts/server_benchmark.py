@@ -133,7 +133,10 @@ def main() -> None:
         if cluster is not None:
             cluster.stop()
     backend = store.split(":", 1)[0]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} CPUs")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())  # a shared machine: what else was running
+    print(
+        f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.node()}, {os.cpu_count()} CPUs, load {load}"
+    )
     print(
         "| backend | server workers | processes x batches x metrics | metrics/s | batches/s | p50 ms | p95 ms | max ms |"
     )

@@ -36,11 +36,15 @@ SEARCH = [
 
 @pytest.fixture(scope="module")
 def pg_server(postgres, tmp_path_factory):
-    """`mlproj.server` on a fresh PostgreSQL database, artifacts proxied: what a team shares."""
-    server = Server(tmp_path_factory.mktemp("pg-server"), backend_store_uri=postgres.database("mlflow"))
+    """`mlproj.server` on a fresh PostgreSQL database, artifacts proxied: what a team shares. As the README
+    advises, the password is not in the URI (nor on the server's command line): libpq reads PGPASSWORD."""
+    uri = postgres.database("mlflow").replace(f":{PASSWORD}@", "@")
+    server = Server(tmp_path_factory.mktemp("pg-server"), backend_store_uri=uri)
+    os.environ["PGPASSWORD"] = PASSWORD  # inherited by the server it starts
     try:
         yield server.start()
     finally:
+        os.environ.pop("PGPASSWORD", None)
         server.stop()
 
 
@@ -327,3 +331,59 @@ def test_the_store_is_backed_up_online_and_restores(pg_server, postgres, tmp_pat
     run = copy.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.metrics["test_rmse"] == 42.0
     assert {e.name for e in copy.search_experiments()} == {e.name for e in client.search_experiments()}
+
+
+def _sweep_cfg(storage: str):
+    from omegaconf import OmegaConf
+
+    target = "hydra_plugins.mlproj_optuna.optuna_sweeper.MlprojOptunaSweeper"
+    return OmegaConf.create({"hydra": {"sweeper": {"_target_": target, "storage": storage, "study_name": "s"}}})
+
+
+def test_a_dead_worker_of_this_machine_is_dropped_when_another_leaves(tmp_path):
+    import socket
+
+    from mlproj.sweeps import study as shared
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    dead = f"{socket.gethostname()}:{2**22 + 12345}:gone00"  # above pid_max's default: no such process
+    elsewhere = "another-machine:1:abcdef"
+    study.set_user_attr(shared.WORKERS_ATTR, [dead, elsewhere, shared.WORKER])
+    assert shared.leave(_sweep_cfg(storage)) == [elsewhere]  # a worker elsewhere cannot be asked: it counts
+    assert optuna.load_study(study_name="s", storage=storage).user_attrs[shared.WORKERS_ATTR] == [elsewhere]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_storage_lock_excludes_other_processes(backend, tmp_path, request):
+    """A second process asks for the study's lock while the first holds it: it gets it only after."""
+    import multiprocessing
+
+    if backend == "postgresql":
+        storage = request.getfixturevalue("postgres").database()
+    else:
+        storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    ctx = multiprocessing.get_context("spawn")
+    events, asking = ctx.Queue(), ctx.Event()
+    first = ctx.Process(target=_hold_lock, args=(storage, events, "first", asking, True))
+    first.start()
+    assert events.get(timeout=120) == ("first", "in")
+    second = ctx.Process(target=_hold_lock, args=(storage, events, "second", asking, False))
+    second.start()
+    order = [events.get(timeout=120) for _ in range(3)]
+    first.join(60), second.join(60)
+    assert order == [("first", "out"), ("second", "in"), ("second", "out")]
+
+
+def _hold_lock(storage: str, events, name: str, asking, holder: bool) -> None:
+    from mlproj.sweeps.study import storage_lock
+
+    if not holder:
+        asking.set()
+    with storage_lock(storage, "s"):
+        events.put((name, "in"))
+        if holder:  # hold on until the other process is asking, and a while longer
+            asking.wait(120)
+            time.sleep(1.5)
+        events.put((name, "out"))

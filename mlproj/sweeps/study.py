@@ -12,8 +12,9 @@ Under the lock a worker creates the study if it is new, reads the parent recorde
 creates and records one if there is none (or it was deleted), and adds itself to the study's workers. When it
 leaves (the end of its trials, an error, a SIGTERM) it removes itself under the lock again; only the last one
 to leave ends the parent, so a worker finishing early, or killed, does not close the sweep under the others.
-A worker lost without a word (SIGKILL, a node gone) stays listed: the parent stays RUNNING until a later
-worker of the study leaves (the README says so).
+A worker lost without a word (SIGKILL, a node gone) stays listed; one of this machine whose process is gone
+is dropped by the next worker that joins or leaves, one of another machine keeps the parent RUNNING (the
+README says how to end it).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def join(cfg: DictConfig, client: Any, create: Any) -> str:
         if parent is None:
             parent = create()
             study.set_user_attr(PARENT_ATTR, parent)
-        workers = [w for w in study.user_attrs.get(WORKERS_ATTR, []) if w != WORKER]
+        workers = [w for w in study.user_attrs.get(WORKERS_ATTR, []) if w != WORKER and _alive(w)]
         study.set_user_attr(WORKERS_ATTR, [*workers, WORKER])
         _joined["ordinal"] = int(study.user_attrs.get(JOINS_ATTR, 0))
         study.set_user_attr(JOINS_ATTR, _joined["ordinal"] + 1)
@@ -132,9 +133,25 @@ def leave(cfg: DictConfig) -> list[str]:
     storage, name = shared
     with storage_lock(storage, name):
         study = optuna.load_study(study_name=name, storage=storage)
-        others = [w for w in study.user_attrs.get(WORKERS_ATTR, []) if w != WORKER]
+        others = [w for w in study.user_attrs.get(WORKERS_ATTR, []) if w != WORKER and _alive(w)]
         study.set_user_attr(WORKERS_ATTR, others)
     return others
+
+
+def _alive(worker: str) -> bool:
+    """False for a listed worker of this machine whose process is gone (killed with SIGKILL, say); workers of
+    other machines cannot be asked, so they count as alive."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _usable(client: Any, run_id: str) -> bool:
