@@ -43,13 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
     from mlproj.config.drivers import check_database_uri
-    from mlproj.errors import ConfigError
+    from mlproj.errors import ConfigError, report
 
     try:  # before exec: mlflow's own failure is a long traceback from a worker process
         check_database_uri("--backend-store-uri", args.backend_store_uri)
     except ConfigError as exc:
-        print(f"mlproj.server: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(report(exc, "mlproj.server"))
     cmd = command(args)
     from mlproj.tracking.masking import redact
 
