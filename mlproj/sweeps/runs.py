@@ -155,6 +155,14 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
     parent = os.environ.pop(PARENT_ENV, None)
     if parent is None:
         return {}
+    if _shared["value"] and parent in _open_parents:
+        # Only the last worker of a shared study summarises and ends the parent, after it has left: a summary
+        # written by an earlier worker could land after the last one's and hide the trials finished meanwhile.
+        others = study.leave(cfg)
+        if others:
+            _open_parents.discard(parent)
+            print(f"mlproj: sweep {parent}: this worker is done; {len(others)} other worker(s) still on it end it")
+            return {"parent": parent, "status": "RUNNING"}
     client = MlflowClient(tracking_uri(cfg.tracking), cfg.tracking.registry_uri)
     experiment_id = client.get_run(parent).info.experiment_id
     trials = client.search_runs([experiment_id], filter_string=f"tags.`{tags.PARENT}` = '{parent}'", max_results=10000)
@@ -194,15 +202,8 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
             if key.startswith("test_"):
                 client.log_metric(parent, f"best_{key}", value)
     status = "FAILED" if not rows or summary["failed"] == len(rows) else "FINISHED"
-    others = study.leave(cfg) if _shared["value"] and parent in _open_parents else []
     _open_parents.discard(parent)
     best_text = f"; best {objective}={best[1]:.6g} in run {best[0].info.run_id}" if best else ""
-    if others:  # the summary so far is on the parent; the last worker to finish rewrites it and ends it
-        print(
-            f"mlproj: sweep {parent}: {len(rows)} trials so far{best_text}; {len(others)} other worker(s) still on it"
-        )
-        summary["status"] = "RUNNING"
-        return summary
     client.set_terminated(parent, status)
     print(f"mlproj: sweep {parent} {status}: {len(rows)} trials, {summary['failed']} failed{best_text}")
     summary["status"] = status
