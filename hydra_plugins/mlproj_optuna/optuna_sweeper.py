@@ -5,7 +5,8 @@ breaks with SQLAlchemy 2. It reads the search space in Hydra's sweep grammar (`i
 `int(interval(8, 64))`, `tag(log, interval(1e-4, 1e-1))`, `choice(a, b)`, `range(1, 5)`, `a,b,c`) from
 `hydra.sweeper.params` and the command line, asks Optuna for trials, launches them through Hydra's launcher
 (so `hydra/launcher=joblib` runs them in parallel) and tells Optuna each trial's `sweep.objective` value.
-Trials report their val metric every epoch; the pruner stops weak ones (mlproj.sweeps.pruning).
+Trials report their val metric every epoch; the pruner stops weak ones (mlproj.sweeps.pruning). Several
+commands on one storage (`sweep.storage=postgresql://...`) work on one study together (mlproj.sweeps.study).
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan executes this module outside sys.modules,
