@@ -38,12 +38,14 @@ def note_failure() -> None:
 
 def start_parent(cfg: DictConfig, sweep_dir: str, sweep_overrides: list[str]) -> str:
     from mlproj.tracking import runs as tracking
+    from mlproj.tracking.masking import redact
 
     client, experiment_id = tracking.connect(cfg.tracking)
     parent_tags = {
         tags.SWEEP: sweep_dir,
         tags.SWEEP_ROLE: "parent",
-        tags.SWEEP_OVERRIDES: json.dumps(sweep_overrides)[: tracking.TAG_VALUE_LIMIT],
+        # masked: `sweep.storage=postgresql://user:password@...` is a sweep override like any other
+        tags.SWEEP_OVERRIDES: json.dumps([redact(o) for o in sweep_overrides])[: tracking.TAG_VALUE_LIMIT],
         **tracking.provenance_tags(sweep_overrides, dict(cfg.tracking.tags)),
     }
     launched = os.environ.pop("MLFLOW_RUN_ID", None)  # `mlflow run`: its run is the parent, not a trial
