@@ -104,8 +104,12 @@ def test_full_error_shows_the_traceback(tmp_path):
 def test_help_and_cfg_answer_without_training(tmp_path):
     out = run_cli("--help", cwd=tmp_path)
     assert out.returncode == 0
-    data = "breast_cancer, csv, diabetes, digits, digits_grid, digits_images, image_folder, parquet_stream, synthetic"
-    assert f"data: {data}, wine" in out.stdout
+    from mlproj.config.schema import config_dir
+
+    for group in ("data", "model"):  # every option of the package's own config folder, as Hydra lists them
+        found = ", ".join(sorted(p.stem for p in (Path(config_dir()) / group).glob("*.yaml")))
+        assert f"{group}: {found}\n" in out.stdout, out.stdout
+    assert "digits_images, image_folder" in out.stdout and "text_csv, timeseries, wine" in out.stdout
     assert "task: supervised" in out.stdout
     assert "trainer: auto, cpu, ddp, ddp_cpu, gpu" in out.stdout
     script = Path(sys.executable).parent / "mlproj"
