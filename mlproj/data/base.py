@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mlproj.errors import ConfigError
+
 if TYPE_CHECKING:
     from mlproj.data.prepare import PreparedData
 
@@ -37,3 +39,12 @@ class DataSource:
         torchmetrics.Metric (one per stage), logged as `{stage}_{name}`; their directions are torchmetrics'
         `higher_is_better` (declared in mlproj.metrics at startup). Forecasting's MASE needs the training series."""
         return {}
+
+
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """The keys every randomly split source shares: each part a fraction, at least 10% left for training."""
+    for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < value < 1.0:
+            raise ConfigError(f"data.{key}={value} must be between 0 and 1 (exclusive)")
+    if val_fraction + test_fraction >= 0.9:
+        raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlproj.config.schema import TaskKind
-from mlproj.data.base import DataSource
+from mlproj.data.base import DataSource, check_split_fractions
 from mlproj.data.batches import TensorBatches
 from mlproj.data.pixels import ImagePreprocessing, decode, encode_png, to_array
 from mlproj.data.preprocess import InputError
@@ -62,12 +62,7 @@ class ImageSource(DataSource):
     shuffle: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self, key)
-            if not 0.0 < value < 1.0:
-                raise ConfigError(f"data.{key}={value} must be between 0 and 1 (exclusive)")
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
         if self.image_size is not None and not 4 <= self.image_size <= 1024:

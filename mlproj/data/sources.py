@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlproj.config.schema import TaskKind
-from mlproj.data.base import DataSource
+from mlproj.data.base import DataSource, check_split_fractions
 from mlproj.data.table import Table, read_table, select_columns
 from mlproj.errors import ConfigError
 
@@ -50,12 +50,7 @@ class TableSource(DataSource):
     scale: bool = True  # standardise each numeric column (false: imputed, values as they are)
 
     def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self, key)
-            if not 0.0 < value < 1.0:
-                raise ConfigError(f"data.{key}={value} must be between 0 and 1 (exclusive)")
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         for key, low in (("batch_size", 1), ("max_categories", 1)):
             if getattr(self, key) < low:
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be >= {low}")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlproj.data.base import DataSource
+from mlproj.data.base import DataSource, check_split_fractions
 from mlproj.data.preprocess import InputError, Preprocessor, _label_sort_key, _plain
 from mlproj.errors import ConfigError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
@@ -205,11 +205,7 @@ class TextFile(DataSource):
     model_hint = "choose model=embedding_bag or model=text_transformer"
 
     def __post_init__(self) -> None:
-        for key in ("val_fraction", "test_fraction"):
-            if not 0.0 < getattr(self, key) < 1.0:
-                raise ConfigError(f"data.{key}={getattr(self, key)} must be between 0 and 1 (exclusive)")
-        if self.val_fraction + self.test_fraction >= 0.9:
-            raise ConfigError("data.val_fraction + data.test_fraction must leave at least 10% for training")
+        check_split_fractions(self.val_fraction, self.test_fraction)
         for key in ("batch_size", "max_vocab", "min_count", "max_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be >= 1")
