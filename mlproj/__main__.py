@@ -82,6 +82,10 @@ def assign_gpu(cfg: DictConfig, job_num: int) -> None:
 
 
 def main() -> None:
+    from mlproj import outputs
+
+    outputs.register()
+    outputs.new_command()
     check_hydra_nodes(sys.argv[1:])
     _main()
 

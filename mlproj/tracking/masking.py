@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 _SECRET_WORDS = r"password|passwd|secret|token|api_?key|credential|private_key"
 _SECRET_PARTS = r"pass|pwd|auth|authorization|bearer|cookies?|session|sessionid"
 SECRET_KEY = re.compile(rf"{_SECRET_WORDS}|(?:^|[^a-z])(?:{_SECRET_PARTS})(?:$|[^a-z])", re.IGNORECASE)
+# Environment variables by the long words only: PWD, SSH_AUTH_SOCK or XDG_SESSION_ID hold no secret.
+_SECRET_ENV_NAME = re.compile(_SECRET_WORDS, re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?<=://)([^:/@\s]+):([^@/\s]+)@")
 # Values that are secrets whatever their key: an HTTP credential (`Bearer x`, `Basic x`), a JWT, a vendor
 # token with a known prefix (GitHub, Slack, OpenAI, Databricks, GitLab, AWS key id).
@@ -50,7 +52,7 @@ def mark_secrets(cfg: DictConfig) -> None:
 def _secret_values() -> list[str]:
     """Marked values and those of credential variables (MLFLOW_TRACKING_PASSWORD, DATABRICKS_TOKEN, ...)."""
     # Not os.environ.items(): MLflow's threads set and unset variables meanwhile (a KeyError found by the soak).
-    names = [k for k in list(os.environ) if k in SECRET_ENV or SECRET_KEY.search(k)]
+    names = [k for k in list(os.environ) if k in SECRET_ENV or _SECRET_ENV_NAME.search(k)]
     env = {v for v in (os.environ.get(k) for k in names) if v is not None}
     return sorted({v for v in env | _marked if len(v) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
 
