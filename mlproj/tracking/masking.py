@@ -119,6 +119,9 @@ _marked_env: set[str] = set()  # variables mlproj set itself
 def hide_mlflow_urls(uri: str) -> bool:
     """Turn MLflow's own printed run URLs off when `uri` holds a credential; True when mlproj prints them."""
     if redact(uri) == uri:
+        if SUPPRESS_URLS_ENV in _marked_env:  # an earlier run in this process had credentials: MLflow's again
+            _marked_env.discard(SUPPRESS_URLS_ENV)
+            os.environ.pop(SUPPRESS_URLS_ENV, None)
         return False
     if os.environ.get(SUPPRESS_URLS_ENV, "").lower() in ("true", "1") and SUPPRESS_URLS_ENV not in _marked_env:
         return False  # the user turned them off: none printed

@@ -63,6 +63,8 @@ def test_no_credential_in_anything_a_command_leaves(store, tmp_path):
         "++tracking.tags.bucket='https://bucket/signed?sig=s3cr3t-signature'",
         "tracking.secret_keys=[tracking.tags.bucket]",
         "++tracking.tags.db_password=s3cr3t-hunter2",
+        "++tracking.tags.db_pass=s3cr3t-pass",  # a short word as a whole part of the key
+        "++tracking.tags.header='Authorization: Bearer s3cr3t-bearer'",
         cwd=tmp_path,
         env=env,
     )
