@@ -106,7 +106,13 @@ def check_hydra_nodes(argv: list[str]) -> None:
         return
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
-    cfg = _compose_like_hydra(args)
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        cfg = _compose_like_hydra(args)
+    except _Refused as exc:  # a misspelt key or option: mlproj's line with a did-you-mean
+        if full_error:
+            return
+        sys.exit(report(ConfigError(str(exc))))
     if cfg is None:
         return
     from mlproj.config.families import check_hydra_targets
@@ -114,13 +120,18 @@ def check_hydra_nodes(argv: list[str]) -> None:
     try:
         check_hydra_targets(cfg)
     except ConfigError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error:
             raise
         sys.exit(report(exc))
 
 
+class _Refused(Exception):
+    """The composition failed on an unknown key or group option (mlproj.config.typos says which)."""
+
+
 def _compose_like_hydra(args: object) -> DictConfig | None:
-    """hydra/_internal/utils.py `_run_hydra`'s composition; None where it fails (Hydra will say why)."""
+    """hydra/_internal/utils.py `_run_hydra`'s composition; None where it fails (Hydra will say why), _Refused
+    where it fails on an unknown key or option."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import (
         create_automatic_config_search_path,
@@ -148,7 +159,21 @@ def _compose_like_hydra(args: object) -> DictConfig | None:
         )
         overrides = list(getattr(args, "overrides", []))
         mode = RunMode.MULTIRUN if getattr(args, "multirun", False) else hydra.get_mode(config_name, overrides)
-        return hydra.compose_config(config_name, overrides, run_mode=mode or RunMode.RUN)
+
+        def compose(chosen: list[str]) -> DictConfig:
+            return hydra.compose_config(config_name, chosen, run_mode=mode or RunMode.RUN)
+
+        try:
+            return compose(overrides)
+        except Exception as exc:
+            from mlproj.config.typos import explain
+
+            message = explain(exc, overrides, compose, hydra.config_loader.get_group_options)
+            if message:
+                raise _Refused(message) from None
+            raise
+    except _Refused:
+        raise
     except Exception:  # Hydra reports it, as it does today
         return None
     finally:

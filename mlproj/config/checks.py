@@ -22,6 +22,7 @@ from mlproj.config.schema import (
     gate_on,
     plain,
 )
+from mlproj.config.suggest import unknown_key
 from mlproj.errors import ConfigError
 
 _SECTIONS = {
@@ -41,7 +42,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
         if top == "hydra":
             continue
         if top not in nodes:
-            raise ConfigError(f"{top} is not a setting; top-level keys: {', '.join(nodes)}")
+            raise ConfigError(unknown_key(str(top), nodes))
         schema = _SECTIONS.get(str(top))
         if schema is None or not OmegaConf.is_dict(cfg[top]):
             continue
@@ -53,7 +54,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
         known = [f.name for f in fields(schema)]
         for key in cfg[top]:
             if key not in known:
-                raise ConfigError(f"{top}.{key} is not a setting of {top}; keys: {', '.join(known)}")
+                raise ConfigError(unknown_key(f"{top}.{key}", known))
 
 
 _ABSENT = object()
