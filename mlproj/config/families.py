@@ -436,10 +436,12 @@ def check_targets(cfg: Any) -> None:
     data = OmegaConf.select(cfg, "data", default=None)
     if isinstance(data, DictConfig) and "_target_" in data:
         check(data, "data", "data")
-    if "lr" in cfg.optimizer and not float(cfg.optimizer.lr) > 0:
-        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
-    if float(cfg.optimizer.get("weight_decay", 0.0) or 0.0) < 0:
-        raise ConfigError(f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0")
+    from mlproj.config.constraints import check_node
+
+    for part in ("model", "optimizer", "scheduler", "loss"):  # lr > 0, 0 <= dropout < 1, ... (constraints.py)
+        node = OmegaConf.select(cfg, part, default=None)
+        if _is_set(node):
+            check_node(part, container(node))
 
 
 def check_hydra_targets(cfg: Any) -> None:
