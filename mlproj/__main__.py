@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlproj.config.schema import config_dir
 from mlproj.errors import EXIT_FAILED, ConfigError, MlprojError, exit_code, report
@@ -115,10 +115,17 @@ def check_hydra_nodes(argv: list[str]) -> None:
         sys.exit(report(ConfigError(str(exc))))
     if cfg is None:
         return
+    from hydra.types import RunMode
+
     from mlproj.config.families import check_hydra_targets
 
     try:
         check_hydra_targets(cfg)
+        if OmegaConf.select(cfg, "hydra.mode") == RunMode.RUN:  # a sweep's jobs are checked one by one
+            from mlproj.plan import check_startup
+
+            with open_dict(cfg):
+                check_startup(cfg)  # before Hydra makes the run's folder: a bad value leaves nothing behind
     except ConfigError as exc:
         if full_error:
             raise
@@ -164,7 +171,9 @@ def _compose_like_hydra(args: object) -> DictConfig | None:
             return hydra.compose_config(config_name, chosen, run_mode=mode or RunMode.RUN)
 
         try:
-            return compose(overrides)
+            cfg = compose(overrides)
+            cfg.hydra.mode = mode or RunMode.RUN  # as Hydra sets it for the job
+            return cfg
         except Exception as exc:
             from mlproj.config.typos import explain
 

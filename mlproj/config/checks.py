@@ -150,8 +150,9 @@ def check_config(cfg: DictConfig) -> None:
     check_database_uri("tracking.uri", cfg.tracking.uri)
     check_database_uri("tracking.registry_uri", cfg.tracking.registry_uri)
     check_database_uri("sweep.storage", cfg.sweep.storage)
-    if not cfg.tracking.experiment.strip():
-        raise ConfigError("tracking.experiment must not be empty")
+    from mlproj.config.stores import check_stores
+
+    check_stores(cfg.tracking, cfg.registry.model_name)  # URIs, artifact location, names: before any store
     _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
     for key in cfg.tracking.secret_keys:
         if OmegaConf.select(cfg, str(key), default=_ABSENT, throw_on_missing=False) is _ABSENT:
