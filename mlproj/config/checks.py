@@ -3,6 +3,7 @@ any side effect. Each raises ConfigError naming the key."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import fields
 from typing import Any
@@ -81,6 +82,23 @@ def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> Non
         raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
 
 
+def _finite(key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value} must be a finite number")
+
+
+def _check_requirements(requirements: Any) -> None:
+    """Each of tracking.extra_pip_requirements must parse as pip would read it (PEP 508)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for item in requirements:
+        try:
+            Requirement(str(item))
+        except InvalidRequirement as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(f"tracking.extra_pip_requirements: {str(item)!r} is not a requirement ({first})") from None
+
+
 def processes_per_node(devices: Any) -> int | None:
     """How many training processes trainer.devices asks for on each node (None: "auto" or -1, all there are)."""
     if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
@@ -123,12 +141,19 @@ def check_config(cfg: DictConfig) -> None:
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
     _at_least("trainer.num_nodes", t.num_nodes, 1)
+    if t.gradient_clip_val is not None:
+        _finite("trainer.gradient_clip_val", t.gradient_clip_val)
+        _at_least("trainer.gradient_clip_val", t.gradient_clip_val, 0)
+    if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's range: Lightning would fail once the run exists
+        raise ConfigError(f"seed={cfg.seed} must be in [0, {2**32 - 1}]")
+    _check_requirements(cfg.tracking.extra_pip_requirements)
     from mlproj.metrics import parse_condition
 
     for name, condition in cfg.registry.thresholds.items():
         parse_condition(str(name), condition)
     tuner = cfg.get("tuner")
     if tuner is not None:
+        _finite("tuner.max_lr", tuner.max_lr)
         if not 0 < tuner.min_lr < tuner.max_lr:
             raise ConfigError(f"tuner.min_lr={tuner.min_lr} must be > 0 and below tuner.max_lr={tuner.max_lr}")
         for key in ("num_training", "max_trials", "steps_per_trial", "init_val"):

@@ -35,9 +35,11 @@ def explain(
 ) -> str | None:
     """The one line for a composition that failed on an unknown key or option; None for anything else
     (Hydra's own message stays). `compose(overrides)` composes again, `options(group)` lists a group's options."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     text = str(exc)
+    if isinstance(exc, OverrideParseException):  # Hydra's grammar: quote a value with = [ ] , or spaces
+        return f"{_unparsed(overrides)}{text.strip().splitlines()[0]}; quote a value holding special characters"
     found = _MISSING.search(text)
     if isinstance(exc, MissingConfigException) and found:
         group, option = found.groups()
@@ -65,6 +67,19 @@ def explain(
         value = next(o.split("=", 1)[1] for o in overrides if key_of(o) == key and "=" in o)
         return f"{key} is not in the config yet but is an argument of {what}: add it with +{key}={value}"
     return unknown_key(key, dict.fromkeys([*known, *extra]), "or any pytorch_lightning.Trainer argument" if parent == "trainer" else "")
+
+
+def _unparsed(overrides: list[str]) -> str:
+    """`OVERRIDE: ` for the first override Hydra's grammar cannot read."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except Exception:
+            return f"{override}: "
+    return ""
 
 
 def _arguments(node: Any, parent: str) -> tuple[list[str], str]:
