@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlproj.config.suggest import closest
 from mlproj.errors import ConfigError
 
 _SPECIAL = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
@@ -263,7 +264,9 @@ def _check(node: Any, family: str, key: str, required: set[str], offered: set[st
         if name in required:
             raise ConfigError(f"{key}.{name} is set by mlproj; do not set it in the config")
         if name not in params and not open_kwargs:
-            raise ConfigError(f"{key}.{name} is not a parameter of {target}; parameters: {', '.join(settable)}")
+            match = closest(name, settable)
+            known = f"did you mean {match}?" if match else f"parameters: {', '.join(settable)}"
+            raise ConfigError(f"{key}.{name} is not a parameter of {target}; {known}")
     takes = [n for n in sorted(required) if n not in params and not open_kwargs]
     if takes:
         raise ConfigError(f"{key}._target_={target!r} must accept {', '.join(takes)} (passed by mlproj)")
