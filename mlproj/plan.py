@@ -16,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlproj import metrics, tags
 from mlproj.config import families
-from mlproj.config.stores import check_databricks_credentials
 from mlproj.config.checks import (
     check_config,
     check_devices,
@@ -24,6 +23,7 @@ from mlproj.config.checks import (
     check_streaming_limits,
     check_task_metrics,
 )
+from mlproj.config.stores import check_databricks_credentials
 from mlproj.data.base import DataSource
 from mlproj.errors import ConfigError
 

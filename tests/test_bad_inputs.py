@@ -35,10 +35,18 @@ CASES = [
     # the table itself
     ([*CSV, "data.path=inf.csv"], "data.path='inf.csv': column 'a' holds 30 infinite or too large", DATA),
     ([*CSV, "data.path=inf_target.csv"], "column 'y' holds 30 infinite or too large value(s)", DATA),
-    ([*CSV, "data.path=huge.csv"], "column 'a' holds 30 infinite or too large value(s) (first: data row 4, 1e+300)", DATA),
+    (
+        [*CSV, "data.path=huge.csv"],
+        "column 'a' holds 30 infinite or too large value(s) (first: data row 4, 1e+300)",
+        DATA,
+    ),
     ([*CSV, "data.path=dup.csv"], "data.path='dup.csv' has duplicate column names: a", DATA),
     ([*CSV, "data.path=missing.csv"], "data.path='missing.csv': no such file", DATA),
-    (["data=csv", "data.path=houses.csv", "data.target=prize"], "is not a column of houses.csv; columns: house_id", DATA),
+    (
+        ["data=csv", "data.path=houses.csv", "data.target=prize"],
+        "is not a column of houses.csv; columns: house_id",
+        DATA,
+    ),
     ([*CSV, "data.path=empty.csv"], "holds no rows", DATA),
     (["data=csv"], "data.path is required (a .csv or .parquet file); set it with data.path=...", CONFIG),
     # the data's own keys
@@ -117,7 +125,9 @@ def test_the_table_holds_forty_cases_or_more():
 
 
 @pytest.mark.parametrize("args,message,where", CASES, ids=[" ".join(a) for a, _, _ in CASES])
-def test_bad_input_is_refused_in_one_line_and_creates_nothing(tmp_path, tables, capsys, monkeypatch, args, message, where):
+def test_bad_input_is_refused_in_one_line_and_creates_nothing(
+    tmp_path, tables, capsys, monkeypatch, args, message, where
+):
     for var in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no.databrickscfg"))

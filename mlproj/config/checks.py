@@ -82,6 +82,22 @@ def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> Non
         raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
 
 
+def _check_values(cfg: DictConfig) -> None:
+    """Ranges no type says, where a bad value would only fail once the run exists (or never)."""
+    t = cfg.trainer
+    if t.gradient_clip_val is not None:
+        _finite("trainer.gradient_clip_val", t.gradient_clip_val)
+        _at_least("trainer.gradient_clip_val", t.gradient_clip_val, 0)
+    if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's range: Lightning would fail once the run exists
+        raise ConfigError(f"seed={cfg.seed} must be in [0, {2**32 - 1}]")
+    if cfg.get("tuner") is not None:
+        _finite("tuner.max_lr", cfg.tuner.max_lr)
+    _check_requirements(cfg.tracking.extra_pip_requirements)
+    from mlproj.config.stores import check_stores
+
+    check_stores(cfg.tracking, cfg.registry.model_name)  # URIs, artifact location, names: before any store
+
+
 def _finite(key: str, value: float) -> None:
     if not math.isfinite(value):
         raise ConfigError(f"{key}={value} must be a finite number")
@@ -96,7 +112,9 @@ def _check_requirements(requirements: Any) -> None:
             Requirement(str(item))
         except InvalidRequirement as exc:
             first = str(exc).splitlines()[0]
-            raise ConfigError(f"tracking.extra_pip_requirements: {str(item)!r} is not a requirement ({first})") from None
+            raise ConfigError(
+                f"tracking.extra_pip_requirements: {str(item)!r} is not a requirement ({first})"
+            ) from None
 
 
 def processes_per_node(devices: Any) -> int | None:
@@ -141,19 +159,13 @@ def check_config(cfg: DictConfig) -> None:
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
     _at_least("trainer.num_nodes", t.num_nodes, 1)
-    if t.gradient_clip_val is not None:
-        _finite("trainer.gradient_clip_val", t.gradient_clip_val)
-        _at_least("trainer.gradient_clip_val", t.gradient_clip_val, 0)
-    if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's range: Lightning would fail once the run exists
-        raise ConfigError(f"seed={cfg.seed} must be in [0, {2**32 - 1}]")
-    _check_requirements(cfg.tracking.extra_pip_requirements)
+    _check_values(cfg)
     from mlproj.metrics import parse_condition
 
     for name, condition in cfg.registry.thresholds.items():
         parse_condition(str(name), condition)
     tuner = cfg.get("tuner")
     if tuner is not None:
-        _finite("tuner.max_lr", tuner.max_lr)
         if not 0 < tuner.min_lr < tuner.max_lr:
             raise ConfigError(f"tuner.min_lr={tuner.min_lr} must be > 0 and below tuner.max_lr={tuner.max_lr}")
         for key in ("num_training", "max_trials", "steps_per_trial", "init_val"):
@@ -175,9 +187,6 @@ def check_config(cfg: DictConfig) -> None:
     check_database_uri("tracking.uri", cfg.tracking.uri)
     check_database_uri("tracking.registry_uri", cfg.tracking.registry_uri)
     check_database_uri("sweep.storage", cfg.sweep.storage)
-    from mlproj.config.stores import check_stores
-
-    check_stores(cfg.tracking, cfg.registry.model_name)  # URIs, artifact location, names: before any store
     _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
     for key in cfg.tracking.secret_keys:
         if OmegaConf.select(cfg, str(key), default=_ABSENT, throw_on_missing=False) is _ABSENT:

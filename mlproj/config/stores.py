@@ -133,12 +133,11 @@ def check_databricks_credentials(tracking: Any) -> None:
     config = Path(os.environ.get("DATABRICKS_CONFIG_FILE") or "~/.databrickscfg").expanduser()
     if config.is_file():
         import configparser
+        from contextlib import suppress
 
         parser = configparser.ConfigParser()
-        try:
+        with suppress(configparser.Error):  # an unreadable file holds no profile
             parser.read(config)
-        except configparser.Error:
-            pass
         if parser.has_section(profile) or (profile == "DEFAULT" and parser.defaults()):
             return
     raise ConfigError(

@@ -66,7 +66,9 @@ def explain(
     if name in extra:
         value = next(o.split("=", 1)[1] for o in overrides if key_of(o) == key and "=" in o)
         return f"{key} is not in the config yet but is an argument of {what}: add it with +{key}={value}"
-    return unknown_key(key, dict.fromkeys([*known, *extra]), "or any pytorch_lightning.Trainer argument" if parent == "trainer" else "")
+    return unknown_key(
+        key, dict.fromkeys([*known, *extra]), "or any pytorch_lightning.Trainer argument" if parent == "trainer" else ""
+    )
 
 
 def _unparsed(overrides: list[str]) -> str:
