@@ -22,9 +22,8 @@ AT_LEAST_ONE: Rule = (lambda v: v >= 1, "must be >= 1")
 FRACTION: Rule = (lambda v: 0 <= v < 1, "must be in [0, 1)")
 UNIT: Rule = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 
-# parameter name -> its rule, for numbers and for each item of a list of numbers (betas, hidden_sizes)
-KNOWN: dict[str, Rule] = {
-    # torch.optim
+# family -> parameter name -> its rule, for a number and for each item of a list of numbers (betas, sizes)
+OPTIMIZER: dict[str, Rule] = {  # torch.optim
     "lr": POSITIVE,
     "momentum": NON_NEGATIVE,
     "dampening": NON_NEGATIVE,
@@ -35,7 +34,8 @@ KNOWN: dict[str, Rule] = {
     "lr_decay": NON_NEGATIVE,
     "initial_accumulator_value": NON_NEGATIVE,
     "rho": UNIT,
-    # torch.optim.lr_scheduler
+}
+SCHEDULER: dict[str, Rule] = {  # torch.optim.lr_scheduler
     "gamma": POSITIVE,
     "step_size": AT_LEAST_ONE,
     "T_max": AT_LEAST_ONE,
@@ -54,7 +54,8 @@ KNOWN: dict[str, Rule] = {
     "pct_start": UNIT,
     "total_iters": NON_NEGATIVE,
     "milestones": NON_NEGATIVE,
-    # networks (mlproj.models and torch.nn)
+}
+NETWORK: dict[str, Rule] = {  # mlproj.models and torch.nn layers
     "dropout": FRACTION,
     "hidden_sizes": AT_LEAST_ONE,
     "hidden_size": AT_LEAST_ONE,
@@ -70,28 +71,25 @@ KNOWN: dict[str, Rule] = {
     "ff_dim": AT_LEAST_ONE,
     "ngrams": AT_LEAST_ONE,
     "buckets": AT_LEAST_ONE,
-    # losses
-    "label_smoothing": UNIT,
-    "delta": POSITIVE,
-    "beta": NON_NEGATIVE,
 }
+LOSS: dict[str, Rule] = {"label_smoothing": UNIT, "delta": POSITIVE, "beta": NON_NEGATIVE}  # torch.nn losses
+KNOWN = {"model": NETWORK, "optimizer": OPTIMIZER, "scheduler": SCHEDULER, "loss": LOSS}
 
 
-def check_node(key: str, values: dict[str, Any]) -> None:
-    """Every argument of a `_target_` node (plain Python, specials included): finite numbers, and the known
-    rule of its name. Raises ConfigError naming the key."""
+def check_node(key: str, family: str, values: dict[str, Any]) -> None:
+    """Every argument of a `_target_` node of `family` (plain Python, specials included): finite numbers, and
+    the family's rule for its name. Raises ConfigError naming the key."""
+    rules = KNOWN.get(family, {})
     for name, value in values.items():
-        if str(name).startswith("_"):
-            continue
-        check_value(f"{key}.{name}", str(name), value)
+        if not str(name).startswith("_"):
+            check_value(f"{key}.{name}", value, rules.get(str(name)))
 
 
-def check_value(key: str, name: str, value: Any) -> None:
+def check_value(key: str, value: Any, rule: Rule | None) -> None:
     items = list(value) if isinstance(value, list | tuple) else [value]
     numbers = [v for v in items if isinstance(v, int | float) and not isinstance(v, bool)]
     if any(not math.isfinite(v) for v in numbers):
         raise ConfigError(f"{key}={_shown(value)} must be a finite number")
-    rule = KNOWN.get(name)
     if rule is None or not numbers:
         return
     ok, says = rule

@@ -444,7 +444,7 @@ def check_targets(cfg: Any) -> None:
     for part in ("model", "optimizer", "scheduler", "loss"):  # lr > 0, 0 <= dropout < 1, ... (constraints.py)
         node = OmegaConf.select(cfg, part, default=None)
         if _is_set(node):
-            check_node(part, container(node))
+            check_node(part, part, container(node))
 
 
 def check_hydra_targets(cfg: Any) -> None:
