@@ -33,11 +33,15 @@ CASES = [
     (["model.activation=swish"], "model.activation='swish'", CONFIG),
     (["+model.dropuot=0.2"], "model.dropuot is not a parameter of mlproj.models.MLP; did you mean dropout?", CONFIG),
     # the table itself
-    ([*CSV, "data.path=inf.csv"], "data.path='inf.csv': column 'a' holds 30 infinite or too large", DATA),
-    ([*CSV, "data.path=inf_target.csv"], "column 'y' holds 30 infinite or too large value(s)", DATA),
+    ([*CSV, "data.path=inf.csv"], "data: column 'a' of inf holds 30 infinite or too large value(s) such as inf", DATA),
+    (
+        [*CSV, "data.path=inf_target.csv"],
+        "data: the target 'y' of inf_target holds 30 infinite or too large value(s)",
+        DATA,
+    ),
     (
         [*CSV, "data.path=huge.csv"],
-        "column 'a' holds 30 infinite or too large value(s) (first: data row 4, 1e+300)",
+        "column 'a' of huge holds 30 infinite or too large value(s) such as 1e+300",
         DATA,
     ),
     ([*CSV, "data.path=dup.csv"], "data.path='dup.csv' has duplicate column names: a", DATA),
@@ -143,3 +147,32 @@ def test_bad_input_is_refused_in_one_line_and_creates_nothing(
     assert not made & {"mlflow.db", "mlruns", "mlflow.db.lock"}, made  # no store, so no experiment or run
     if where == CONFIG:
         assert not made, made  # refused before Hydra made the run's folder
+
+
+def test_what_is_refused_above_has_good_neighbours_that_pass(tables, monkeypatch):
+    """The checks refuse the bad value, not its neighbours: an excluded column may hold anything, Databricks
+    credentials from the environment or a profile pass, a workspace path is a Databricks experiment's name."""
+    from omegaconf import OmegaConf
+
+    from mlproj.config.stores import check_databricks_credentials, check_name
+    from mlproj.errors import ConfigError
+    from mlproj.plan import make_plan
+    from tests.conftest import compose_cfg
+
+    make_plan(compose_cfg(*CSV, "data.path=huge.csv", "data.exclude=[a]", "optimizer=sgd", "optimizer.momentum=0"))
+    tracking = OmegaConf.create({"uri": "databricks", "registry_uri": "databricks-uc"})
+    for var in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CONFIG_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "databrickscfg")
+    with pytest.raises(ConfigError, match=r"add a \[DEFAULT\] profile to databrickscfg"):
+        check_databricks_credentials(tracking)
+    Path("databrickscfg").write_text("[team]\nhost = https://x\ntoken = t\n")
+    check_databricks_credentials(OmegaConf.create({"uri": "databricks://team", "registry_uri": None}))
+    monkeypatch.setenv("DATABRICKS_HOST", "https://x")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "t")
+    check_databricks_credentials(tracking)
+    check_name("tracking.experiment", "/Shared/mlproj", workspace_path=True)
+    with pytest.raises(ConfigError, match="workspace path"):
+        check_name("tracking.experiment", "/Shared/../x", workspace_path=True)
+    check_name("tracking.run_name", "lr=0.1 bs:64 (retry)")
+    assert not {"mlflow.db", "mlruns", "outputs"} & {p.name for p in Path.cwd().iterdir()}

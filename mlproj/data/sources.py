@@ -62,7 +62,9 @@ class TableSource(DataSource):
         raise NotImplementedError
 
     def table(self) -> Table:
-        return select_columns(self.load(), self)
+        table = select_columns(self.load(), self)
+        check_finite(table)  # the columns it uses: an excluded column may hold anything
+        return table
 
     def prepare(self) -> PreparedData:
         from mlproj.data.prepare import prepare, resolve_task
@@ -166,7 +168,6 @@ class TableFile(TableSource):
         if frame.empty or frame.shape[1] == 0:
             raise ConfigError(f"data.path={self.path!r} holds no rows")
         check_header(path)
-        check_finite(frame, path.name)
         if self.target not in frame.columns:
             columns = ", ".join(map(str, frame.columns))
             raise ConfigError(f"data.target={self.target!r} is not a column of {path.name}; columns: {columns}")

@@ -54,11 +54,12 @@ def check_header(path: Path) -> None:
         raise ConfigError(f"data.path={path.name!r} has duplicate column names: {', '.join(dict.fromkeys(dups))}")
 
 
-def check_finite(frame: pd.DataFrame, file: str) -> None:
-    """Refuse infinite values and values beyond float32 in numeric columns (target included): training on them
-    would end as a NaN loss, reported as divergence (the wrong cause)."""
+def check_finite(table: Table) -> None:
+    """Refuse infinite values and values beyond float32 in the numeric features and target a run uses:
+    training on them would end as a NaN loss, reported as divergence (the wrong cause)."""
     import numpy as np
 
+    frame = table.features.assign(**{"(target)": table.target}) if table.target is not None else table.features
     numeric = frame.select_dtypes("number")
     if numeric.empty:
         return
@@ -67,9 +68,11 @@ def check_finite(frame: pd.DataFrame, file: str) -> None:
     if bad.any():
         column = bad.any(axis=0).argmax()
         rows = np.flatnonzero(bad[:, column])
+        name = numeric.columns[column]
+        where = f"the target {table.target.name!r}" if name == "(target)" else f"column {name!r}"
         raise ConfigError(
-            f"data.path={file!r}: column {numeric.columns[column]!r} holds {len(rows)} infinite or too large value(s) "
-            f"(first: data row {rows[0] + 1}, {values[rows[0], column]:g}); leave such cells empty to mean missing"
+            f"data: {where} of {table.name} holds {len(rows)} infinite or too large value(s) such as "
+            f"{values[rows[0], column]:g}; leave such cells empty to mean missing"
         )
 
 
