@@ -175,4 +175,7 @@ def test_what_is_refused_above_has_good_neighbours_that_pass(tables, monkeypatch
     with pytest.raises(ConfigError, match="workspace path"):
         check_name("tracking.experiment", "/Shared/../x", workspace_path=True)
     check_name("tracking.run_name", "lr=0.1 bs:64 (retry)")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://x/y")
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI='ftp://x/y': MLflow has no store for scheme 'ftp'"):
+        make_plan(compose_cfg())
     assert not {"mlflow.db", "mlruns", "outputs"} & {p.name for p in Path.cwd().iterdir()}

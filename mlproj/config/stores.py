@@ -24,6 +24,8 @@ _EXAMPLES = "sqlite:///path/to/mlflow.db, http(s)://host:port, postgresql://...,
 def check_stores(tracking: Any, model_name: str | None) -> None:
     """Every tracking.* location and name, and registry.model_name."""
     check_uri("tracking.uri", tracking.uri, STORE_SCHEMES)
+    if not tracking.uri:  # what is used instead
+        check_uri("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI"), STORE_SCHEMES)
     check_uri("tracking.registry_uri", tracking.registry_uri, REGISTRY_SCHEMES)
     if tracking.artifact_location:
         check_artifact_location(str(tracking.artifact_location))
