@@ -5,6 +5,7 @@ alone is wrong, not even Hydra's run folder (the entry point checks it before Hy
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ CASES = [
     (["tracking.experiment='a\nb'"], "tracking.experiment='a\\nb' holds a control character", CONFIG),
     (["tracking.run_name=../x"], "tracking.run_name='../x' is a name, not a path", CONFIG),
     (["tracking.experiment= "], "tracking.experiment must not be empty", CONFIG),
+    (["tracking.experiment=" + "x" * 501], "tracking.experiment is 501 characters long; at most 500", CONFIG),
     # did-you-mean, with or without `+`
     (["trainer.max_epoch=3"], "trainer.max_epoch is not a setting of trainer; did you mean max_epochs?", CONFIG),
     (["+trainer.max_epoch=3"], "trainer.max_epoch is not a setting of trainer; did you mean max_epochs?", CONFIG),
@@ -154,7 +156,7 @@ def test_what_is_refused_above_has_good_neighbours_that_pass(tables, monkeypatch
     credentials from the environment or a profile pass, a workspace path is a Databricks experiment's name."""
     from omegaconf import OmegaConf
 
-    from mlproj.config.stores import check_databricks_credentials, check_name
+    from mlproj.config.stores import check_databricks_credentials, check_name, check_tag_key
     from mlproj.errors import ConfigError
     from mlproj.plan import make_plan
     from tests.conftest import compose_cfg
@@ -175,6 +177,10 @@ def test_what_is_refused_above_has_good_neighbours_that_pass(tables, monkeypatch
     with pytest.raises(ConfigError, match="workspace path"):
         check_name("tracking.experiment", "/Shared/../x", workspace_path=True)
     check_name("tracking.run_name", "lr=0.1 bs:64 (retry)")
+    check_tag_key("tracking.tags", "team/owner: x.y-z")
+    for bad in ("a;b", "../x", "/abs", "a//b"):  # keys a config file may hold (the command line cannot quote them)
+        with pytest.raises(ConfigError, match=f"tracking.tags: '{re.escape(bad)}' is not a valid tag key"):
+            check_tag_key("tracking.tags", bad)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "ftp://x/y")
     with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI='ftp://x/y': MLflow has no store for scheme 'ftp'"):
         make_plan(compose_cfg())

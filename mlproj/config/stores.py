@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,20 @@ def check_stores(tracking: Any, model_name: str | None) -> None:
         check_name("tracking.run_name", tracking.run_name)
     if model_name is not None:
         check_model_name(str(model_name))
+    for group in ("tags", "experiment_tags"):
+        for name in tracking[group] or {}:
+            check_tag_key(f"tracking.{group}", str(name))
+
+
+_TAG_KEY = re.compile(r"^[/\w.\- :]+$")  # mlflow.utils.validation.validate_param_and_metric_name (POSIX)
+
+
+def check_tag_key(key: str, name: str) -> None:
+    """MLflow's rules for a tag's key (mlflow.utils.validation._validate_tag_name), before the run is created."""
+    if not _TAG_KEY.match(name) or posixpath.normpath(name) != name or name.startswith(("/", "..")):
+        raise ConfigError(
+            f"{key}: {name!r} is not a valid tag key (letters, digits, _ - . : / and spaces; not a path like ../x)"
+        )
 
 
 def check_uri(key: str, uri: str | None, schemes: tuple[str, ...]) -> None:
@@ -99,6 +114,8 @@ def check_name(key: str, name: Any, workspace_path: bool = False) -> None:
         raise ConfigError(f"{key} must not be empty")
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ConfigError(f"{key}={text!r} holds a control character (a newline?); give a plain name")
+    if len(text) > 500:  # MLflow's limit (an experiment's; a run's name is kept as short)
+        raise ConfigError(f"{key} is {len(text)} characters long; at most 500")
     if workspace_path:
         if not text.startswith("/") or any(p in (".", "..") for p in text.split("/")) or "\\" in text:
             raise ConfigError(f"{key}={text!r}: a Databricks experiment is a workspace path such as /Shared/mlproj")
