@@ -68,7 +68,7 @@ def check_uri(key: str, uri: str | None, schemes: tuple[str, ...]) -> None:
         scheme = ""
     if scheme not in schemes:
         raise ConfigError(f"{key}={text!r}: MLflow has no store for scheme {scheme!r}; use {_EXAMPLES}")
-    if scheme in ("http", "https", "postgresql", "mysql", "mssql") and not parts.hostname:
+    if scheme in ("http", "https") and not parts.hostname:  # a database may be on a Unix socket: no host
         raise ConfigError(f"{key}={text!r} names no host; e.g. {scheme}://127.0.0.1:5000")
     if scheme == "sqlite":
         path = text.split("sqlite:///", 1)[1] if text.startswith("sqlite:///") else ""
