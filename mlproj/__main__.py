@@ -91,9 +91,11 @@ def check_hydra_nodes(argv: list[str]) -> None:
     instantiates it (Hydra does so before the task function, so `_main` would be too late).
 
     The config is composed as Hydra is about to (same search path, --config-dir/--config-name, run or multirun
-    mode; in multirun the sweep overrides are skipped, as Hydra does). Anything Hydra itself would refuse (a bad
-    argument, an override that does not compose) is left for Hydra to report, and --help, --cfg, --info and
-    shell completion instantiate nothing, so they are not checked."""
+    mode; in multirun the sweep overrides are skipped, as Hydra does). A single run's config is checked whole
+    here too (plan.check_startup), before Hydra makes the run's folder. An override that does not compose is
+    explained in one line where mlproj.config.typos knows the cause (a misspelt key or option, a wrong type);
+    anything else Hydra would refuse is left for Hydra to report. --help, --cfg, --info and shell completion
+    instantiate nothing, so they are not checked."""
     import contextlib
     import io
 
