@@ -17,6 +17,8 @@ def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: li
     code = user_code(recipe["node"])
     package = _package(plan, network, _packaged_recipe(recipe, network), code)
     package.requirements = [*package.requirements, *(requirements or [])]
+    table = getattr(plan.prepared, "table", None)
+    package.target = str(table.target.name) if table is not None and table.target.name is not None else None
     return package
 
 
