@@ -21,17 +21,18 @@ def score(
 
     if kind == REGRESSION:
         collection = build_metrics(REGRESSION, 0, stage)
-        collection.update(torch.as_tensor(prediction, dtype=torch.float32), torch.as_tensor(y_true.to_numpy(float)))
+        truth = torch.tensor(y_true.to_numpy(dtype=np.float64, copy=True), dtype=torch.float32)
+        collection.update(torch.tensor(np.asarray(prediction, dtype=np.float64), dtype=torch.float32), truth)
         return {k: float(v) for k, v in collection.compute().items()}
     index = {_key(label): i for i, label in enumerate(labels)}
     known = y_true.map(lambda v: index.get(_key(v), -1)).to_numpy()
     if (known < 0).any():
         unknown = sorted({str(v) for v, i in zip(y_true, known, strict=True) if i < 0})[:5]
         raise ValueError(f"labels the model does not know: {unknown}; it knows {[str(x) for x in labels][:10]}")
-    probs = torch.as_tensor(np.asarray(probabilities, dtype=np.float32))
+    probs = torch.tensor(np.asarray(probabilities, dtype=np.float32))
     collection = build_metrics(kind, len(labels), stage)
     # As the task feeds them: binary metrics take P(second class), multiclass ones the rows of probabilities.
-    collection.update(probs[:, 1] if len(labels) == 2 else probs, torch.as_tensor(known))
+    collection.update(probs[:, 1] if len(labels) == 2 else probs, torch.tensor(known))
     return {k: float(v) for k, v in collection.compute().items()}
 
 

@@ -98,6 +98,7 @@ def train(
     sweep: str | None,
 ) -> RunResult:
     """Inside the run: fit, test, then publish the results (or keep them locally if the server is lost)."""
+    from mlproj import baselines
     from mlproj.packaging.package import package_of, test_figures
     from mlproj.sweeps import runs as sweeps
     from mlproj.tracking import outage, resume
@@ -125,6 +126,7 @@ def train(
         return RunResult(run_id, "", uri, {}, None, task, {"objective": PRUNED})
     objective = metrics.objective(cfg.sweep.objective, task)
     score = sweeps.objective_value(run_logger.history, results, objective, task)
+    results.update(baselines.measure(cfg.baseline, plan, cfg.seed, run_logger))  # baseline_val_*, baseline_test_*
     package = package_of(plan, module, recipe, list(cfg.tracking.extra_pip_requirements))
     figures = test_figures(plan, package, run_logger.history) if cfg.tracking.log_plots else {}
     # All trained and measured: from here on, each step waits out a lost server (tracking.retry_for).
