@@ -98,7 +98,7 @@ def train(
     sweep: str | None,
 ) -> RunResult:
     """Inside the run: fit, test, then publish the results (or keep them locally if the server is lost)."""
-    from mlproj import baselines
+    from mlproj import baselines, importance
     from mlproj.packaging.package import package_of, test_figures
     from mlproj.sweeps import runs as sweeps
     from mlproj.tracking import outage, resume
@@ -129,6 +129,7 @@ def train(
     results.update(baselines.measure(cfg.baseline, plan, cfg.seed, run_logger))  # baseline_val_*, baseline_test_*
     package = package_of(plan, module, recipe, list(cfg.tracking.extra_pip_requirements))
     figures = test_figures(plan, package, run_logger.history) if cfg.tracking.log_plots else {}
+    figures.update(importance.figures(plan, package, cfg.seed) if cfg.tracking.log_plots else {})
     # All trained and measured: from here on, each step waits out a lost server (tracking.retry_for).
     model_uri = publish(
         cfg, client, run_id, lost, run_logger, results, package, figures, score, work_dir, task, sweep is not None
