@@ -112,7 +112,9 @@ def measure(
         params = {"probabilities": True} if kind == CLASSIFICATION else None
         predictions = model.predict(rows[[c for c in rows.columns if c in wanted]], params=params)
         if kind == REGRESSION:
-            return score(kind, labels, rows[target], predictions["prediction"].to_numpy(float), None, stage), predictions
+            return score(
+                kind, labels, rows[target], predictions["prediction"].to_numpy(float), None, stage
+            ), predictions
         probs = probability_columns(predictions, labels)
         return score(kind, labels, rows[target], predictions["prediction"].to_numpy(), probs, stage), predictions
     except (MlflowException, ValueError) as exc:

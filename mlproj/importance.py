@@ -15,16 +15,21 @@ import pandas as pd
 
 from mlproj import metrics
 from mlproj.metrics import CLASSIFICATION, REGRESSION
-from mlproj.packaging.predictors import PROBABILITIES_PARAM
 from mlproj.scores import probability_columns, score
 
+PROBABILITIES_PARAM = "probabilities"  # packaging.predictors' (a layer above: it calls this module)
 REPEATS = 5  # shuffles per column (their spread is the table's std)
 PLOT, TABLE = "plots/permutation_importance.png", "plots/permutation_importance.csv"
 
 
-def figures(plan: Any, package: Any, seed: int) -> dict[str, Any]:
+def figures(plan: Any, package: Any, seed: int = 0) -> dict[str, Any]:
     """{PLOT: figure, TABLE: frame} for mlproj's raw-row tables with the built-in task; {} otherwise."""
-    if not plan.builtin or package.pre is None or plan.prepared is None or plan.kind not in (REGRESSION, CLASSIFICATION):
+    if (
+        not plan.builtin
+        or package.pre is None
+        or plan.prepared is None
+        or plan.kind not in (REGRESSION, CLASSIFICATION)
+    ):
         return {}
     test = plan.prepared.splits["test"]
     if len(test.raw) < 2 or plan.targets != 1:
@@ -60,9 +65,9 @@ def _metric(predictor: Any, raw: pd.DataFrame, y: pd.Series, kind: str, labels: 
         prediction = predictor.predict(raw)["prediction"].to_numpy(dtype=float)
         return score(kind, labels, y, prediction, None, "test")[name]
     predictions = predictor.predict(raw, params={PROBABILITIES_PARAM: True})
-    return score(kind, labels, y, predictions["prediction"].to_numpy(), probability_columns(predictions, labels), "test")[
-        name
-    ]
+    return score(
+        kind, labels, y, predictions["prediction"].to_numpy(), probability_columns(predictions, labels), "test"
+    )[name]
 
 
 def plot(table: pd.DataFrame, metric: str, limit: int = 30) -> Any:

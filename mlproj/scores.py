@@ -13,7 +13,12 @@ from mlproj.metrics import REGRESSION, build_metrics
 
 
 def score(
-    kind: str, labels: list[Any], y_true: pd.Series, prediction: np.ndarray, probabilities: np.ndarray | None, stage: str
+    kind: str,
+    labels: list[Any],
+    y_true: pd.Series,
+    prediction: np.ndarray,
+    probabilities: np.ndarray | None,
+    stage: str,
 ) -> dict[str, float]:
     """{`{stage}_{metric}`: value}. Regression: `prediction` in the target's units. Classification: `probabilities`
     (rows x classes, in `labels` order) and the true labels; the loss is the network's alone (not computed)."""

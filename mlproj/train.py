@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mlproj import metrics, tags
+from mlproj import baselines, metrics, tags
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
 from mlproj.results import RunResult
@@ -23,9 +23,15 @@ from mlproj.tracking.masking import mark_secrets
 from mlproj.tracking.outage import KEPT_FOLDER
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | None = None, sweep: str | None = None):
-    """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
-    plan = make_plan(cfg)
+def run(
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    output_dir: Path | None = None,
+    sweep: str | None = None,
+    plan: Plan | None = None,
+):
+    """Train, test, log and package one run; then the gate. `sweep`: its multirun; `plan`: a cv fold's (mlproj.cv)."""
+    plan = plan or make_plan(cfg)
     mark_secrets(cfg)
     from mlproj.tracking import outage
 
@@ -98,7 +104,6 @@ def train(
     sweep: str | None,
 ) -> RunResult:
     """Inside the run: fit, test, then publish the results (or keep them locally if the server is lost)."""
-    from mlproj import baselines, importance
     from mlproj.packaging.package import package_of, test_figures
     from mlproj.sweeps import runs as sweeps
     from mlproj.tracking import outage, resume
@@ -129,7 +134,6 @@ def train(
     results.update(baselines.measure(cfg.baseline, plan, cfg.seed, run_logger))  # baseline_val_*, baseline_test_*
     package = package_of(plan, module, recipe, list(cfg.tracking.extra_pip_requirements))
     figures = test_figures(plan, package, run_logger.history) if cfg.tracking.log_plots else {}
-    figures.update(importance.figures(plan, package, cfg.seed) if cfg.tracking.log_plots else {})
     # All trained and measured: from here on, each step waits out a lost server (tracking.retry_for).
     model_uri = publish(
         cfg, client, run_id, lost, run_logger, results, package, figures, score, work_dir, task, sweep is not None
