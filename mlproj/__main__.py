@@ -22,9 +22,9 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mlproj.cv import cross_validate
     from mlproj.sweeps.runs import note_failure
     from mlproj.tracking.masking import mark_secrets, redact, redact_hydra_outputs
-    from mlproj.cv import cross_validate
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()

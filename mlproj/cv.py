@@ -55,8 +55,8 @@ def cross_validate(cfg: DictConfig, overrides: list[str], output_dir: Path | Non
         raise
     finally:
         client.set_terminated(parent, status)
-    result = RunResult(parent, client.get_experiment(experiment_id).name, tracking.tracking_uri(cfg.tracking),
-                       summary, None, plan.metric_task, {"folds": [r.run_id for r in found]})  # fmt: skip
+    experiment, uri = client.get_experiment(experiment_id).name, tracking.tracking_uri(cfg.tracking)
+    result = RunResult(parent, experiment, uri, summary, None, plan.metric_task, {"folds": [r.run_id for r in found]})
     print(report(result, folds), flush=True)
     return result
 

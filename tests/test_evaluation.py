@@ -31,7 +31,7 @@ def classification(tmp_path_factory: pytest.TempPathFactory):
     return (folder, *train_once(folder, *data))
 
 
-def labelled_test_split(folder: Path, cfg) -> Path:  # noqa: ANN001
+def labelled_test_split(folder: Path, cfg) -> Path:
     """The run's own test split (same config, same split) with its target column, as a user's file."""
     test = make_plan(cfg).prepared.splits["test"]
     rows = test.raw.copy()
@@ -48,7 +48,7 @@ def evaluation_runs(store: str) -> list:
 
 
 @pytest.mark.parametrize("fixture", ["regression", "classification"])
-def test_evaluate_gives_the_training_runs_test_metrics(fixture: str, request, capsys) -> None:  # noqa: ANN001
+def test_evaluate_gives_the_training_runs_test_metrics(fixture: str, request, capsys) -> None:
     from mlproj.evaluate import main
 
     folder, store, result, cfg = request.getfixturevalue(fixture)
@@ -71,7 +71,7 @@ def test_evaluate_gives_the_training_runs_test_metrics(fixture: str, request, ca
         assert {"evaluation/predicted_vs_actual.png", "evaluation/residuals.png"} <= artifacts
 
 
-def test_evaluate_into_a_given_run_as_eval_metrics(classification) -> None:  # noqa: ANN001
+def test_evaluate_into_a_given_run_as_eval_metrics(classification) -> None:
     from mlproj.evaluate import main
 
     folder, store, result, cfg = classification
@@ -81,7 +81,7 @@ def test_evaluate_into_a_given_run_as_eval_metrics(classification) -> None:  # n
     assert metrics["eval_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
 
 
-def test_evaluate_refuses_a_file_without_the_target_in_one_line(classification, capsys) -> None:  # noqa: ANN001
+def test_evaluate_refuses_a_file_without_the_target_in_one_line(classification, capsys) -> None:
     from mlproj.evaluate import main
 
     folder, store, result, _ = classification
@@ -108,7 +108,7 @@ def test_mlflow_models_evaluate_takes_the_packaged_model(fixture: str, request) 
         assert found.metrics["root_mean_squared_error"] == pytest.approx(result.metrics["test_rmse"], rel=1e-4)
 
 
-def test_baseline_metrics_logged_beside_the_networks(regression) -> None:  # noqa: ANN001
+def test_baseline_metrics_logged_beside_the_networks(regression) -> None:
     _, store, result, _ = regression
     logged = MlflowClient(store).get_run(result.run_id).data
     for name in ("rmse", "mae", "mse", "r2"):
@@ -132,7 +132,7 @@ def test_the_summary_shows_the_baseline_beside_the_network(capsys) -> None:
     assert not any(line.strip().startswith("baseline_test_rmse") for line in lines)
 
 
-def test_require_beats_baseline_refuses_a_network_that_loses(regression) -> None:  # noqa: ANN001
+def test_require_beats_baseline_refuses_a_network_that_loses(regression) -> None:
     from mlproj.registry.gate import Policy, gate
 
     _, store, result, _ = regression
@@ -159,7 +159,7 @@ def test_require_beats_baseline_needs_a_baseline() -> None:
     check_config(compose_cfg("data=diabetes", "baseline=linear", "registry.require_beats_baseline=true"))
 
 
-def test_permutation_importance_plot_and_table_on_the_run(classification) -> None:  # noqa: ANN001
+def test_permutation_importance_plot_and_table_on_the_run(classification) -> None:
     folder, store, result, _ = classification
     client = MlflowClient(store)
     names = {a.path for a in client.list_artifacts(result.run_id, "plots")}
@@ -174,7 +174,9 @@ def test_permutation_importance_plot_and_table_on_the_run(classification) -> Non
 
 
 def test_cv_folds_make_a_parent_with_one_nested_run_per_fold(tmp_path: Path, store: str, capsys) -> None:
-    code = run_main(*QUICK, f"tracking.uri='{store}'", "data=wine", "cv.folds=2", "quiet=true", "tracking.log_model=false")
+    code = run_main(
+        *QUICK, f"tracking.uri='{store}'", "data=wine", "cv.folds=2", "quiet=true", "tracking.log_model=false"
+    )
     assert code == 0
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
@@ -200,5 +202,5 @@ def test_cv_folds_refuses_one_fold() -> None:
     from mlproj.config.checks import check_config
     from mlproj.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="cv.folds"):
+    with pytest.raises(ConfigError, match=r"cv\.folds"):
         check_config(compose_cfg("data=wine", "cv.folds=1"))
