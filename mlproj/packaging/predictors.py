@@ -30,8 +30,17 @@ class Predictions(pd.Series):
     def _constructor(self) -> type:
         return pd.Series  # what pandas derives from it (a copy, a slice) is a plain Series
 
+    # What code written for the one-column frame used: ["prediction"], .columns, .to_dict(orient=...).
     def __getitem__(self, key: Any) -> Any:
         return pd.Series(self) if isinstance(key, str) and key == self.name else super().__getitem__(key)
+
+    @property
+    def columns(self) -> pd.Index:
+        return pd.Index([self.name])
+
+    def to_dict(self, *args: Any, orient: str | None = None, **kwargs: Any) -> Any:
+        frame_or_series = pd.Series(self).to_frame() if orient is not None else pd.Series(self)
+        return frame_or_series.to_dict(*args, **({"orient": orient} if orient else {}), **kwargs)
 
 
 def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame | pd.Series:
