@@ -54,9 +54,13 @@ def fit_and_score(choice: str, plan: Plan, seed: int) -> dict[str, float]:
     from mlproj.scores import score
 
     prepared, pre = plan.prepared, plan.prepared.pre
-    train = prepared.splits["train"]
+    train, val = prepared.splits["train"], prepared.splits["val"]
     model = estimator(choice, plan.kind, seed)
-    model.fit(train.x, train.y.reshape(len(train.y), -1)[:, 0] if plan.kind == metrics.REGRESSION else train.y)
+    if choice == "hgb" and len(val.x):  # early stopping on the val split, as the network's
+        model.set_params(early_stopping=True)
+        model.fit(train.x, _target(train.y, plan.kind), X_val=val.x, y_val=_target(val.y, plan.kind))
+    else:
+        model.fit(train.x, _target(train.y, plan.kind))
     values: dict[str, float] = {}
     for stage in ("val", "test"):
         split = prepared.splits[stage]
@@ -69,6 +73,10 @@ def fit_and_score(choice: str, plan: Plan, seed: int) -> dict[str, float]:
             prediction = probs.argmax(1)
         values.update(score(plan.kind, list(pre.labels), split.raw_target, prediction, probs, f"{PREFIX}{stage}"))
     return values
+
+
+def _target(y: Any, kind: str) -> Any:
+    return y.reshape(len(y), -1)[:, 0] if kind == metrics.REGRESSION else y
 
 
 def estimator(choice: str, kind: str, seed: int) -> Any:
