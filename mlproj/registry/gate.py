@@ -202,8 +202,8 @@ def gate(
     elif not all(c.passed for c in checks):
         failed = "; ".join(c.describe() for c in checks if not c.passed)
         decision = Decision("rejected", checks, reason=f"below threshold: {failed}")
-    elif policy.require_beats_baseline and loses_to_baseline(policy, values):
-        decision = Decision("rejected", checks, reason=loses_to_baseline(policy, values))
+    elif policy.require_beats_baseline and (lost := loses_to_baseline(policy, values)):
+        decision = Decision("rejected", checks, reason=lost)
     else:
         decision = Decision("registered", checks)
     if dry_run:
