@@ -41,7 +41,11 @@ def measure(choice: Any, plan: Plan, seed: int, run_logger: Any = None) -> dict[
     if choice == "none" or not applies(plan):
         return {}
     start = time.perf_counter()
-    values = fit_and_score(choice, plan, seed)
+    try:
+        values = fit_and_score(choice, plan, seed)
+    except (ValueError, MemoryError) as exc:  # the network's run stays good without its baseline
+        log.warning("baseline=%s skipped: %s", choice, exc)
+        return {}
     values[SECONDS] = time.perf_counter() - start
     if run_logger is not None:
         run_logger.log_metrics(values, step=0)

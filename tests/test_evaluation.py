@@ -204,3 +204,5 @@ def test_cv_folds_refuses_one_fold() -> None:
 
     with pytest.raises(ConfigError, match=r"cv\.folds"):
         check_config(compose_cfg("data=wine", "cv.folds=1"))
+    with pytest.raises(ConfigError, match=r"cv\.folds .* trainer\.devices=1"):
+        check_config(compose_cfg("data=wine", "cv.folds=3", "trainer=ddp_cpu"))

@@ -172,6 +172,9 @@ def check_baseline_and_cv(cfg: DictConfig) -> None:
         _at_least("cv.folds", folds, 2)
         if cfg.resume is not None:
             raise ConfigError("cv.folds and resume do not go together: each fold is a new run; set resume=null")
+        t = cfg.trainer
+        if t.strategy == Strategy.ddp or (processes_per_node(t.devices) or 1) > 1 or t.num_nodes > 1:
+            raise ConfigError("cv.folds trains its folds one after another in one process: set trainer.devices=1")
 
 
 def check_streaming_limits(cfg: DictConfig) -> None:
