@@ -23,7 +23,7 @@ from mlproj.plan import build_task, make_plan
 TABLES = ("diabetes", "wine", "breast_cancer", "digits")
 
 
-def config(data: str, store: str, epochs: int):  # noqa: ANN201
+def config(data: str, store: str, epochs: int):
     overrides = [f"data={data}", f"tracking.uri='{store}'", f"trainer.max_epochs={epochs}", "trainer.accelerator=cpu"]
     overrides += ["trainer.progress_bar=none", "quiet=true", "baseline=none", "tracking.log_plots=false"]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
