@@ -59,10 +59,9 @@ def _main(cfg: DictConfig) -> float | str | None:
         print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
         return None
     except KeyboardInterrupt as exc:
-        print(
-            f"mlproj: interrupted ({signal.Signals(exit_code(exc) - 128).name}); the run was marked KILLED",
-            file=sys.stderr,
-        )
+        line = getattr(exc, "message", "")
+        name = signal.Signals(exit_code(exc) - 128).name
+        print(line or f"mlproj: interrupted ({name}); the run was marked KILLED", file=sys.stderr)
         sys.exit(exit_code(exc))
     # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
     # or "pruned" for a trial Optuna stopped early.
@@ -84,6 +83,10 @@ def assign_gpu(cfg: DictConfig, job_num: int) -> None:
 
 
 def main() -> None:
+    from mlproj import outputs
+
+    outputs.register()
+    outputs.new_command()
     check_hydra_nodes(sys.argv[1:])
     _main()
 
