@@ -132,6 +132,17 @@ class TrackingConfig:
     secret_keys: list[str] = field(default_factory=list)
 
 
+class Baseline(str, enum.Enum):
+    hgb = "hgb"  # scikit-learn's HistGradientBoosting, fitted beside the network on the same split and features
+    linear = "linear"  # Ridge / LogisticRegression
+    none = "none"
+
+
+@dataclass
+class CVConfig:
+    folds: int = 0  # K >= 2: k-fold cross-validation (a parent run, one nested run per fold); 0: off
+
+
 class Promote(str, enum.Enum):
     auto = "auto"  # champion moves when the new version beats it on registry.primary_metric
     never = "never"  # champion is left alone (challenger still moves)
@@ -153,6 +164,7 @@ class RegistryConfig:
     primary_metric: str | None = None  # champion comparison; default: the task's main test metric
     promote: Promote = Promote.auto
     when: When = When.each
+    require_beats_baseline: bool = False  # refuse a network that loses to the baseline on primary_metric
 
 
 def gate_on(registry: Any) -> bool:
@@ -200,6 +212,10 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Tables with the built-in task: a scikit-learn model fitted on the same split and features, its metrics
+    # logged as baseline_val_* / baseline_test_* (other data: skipped).
+    baseline: Baseline = Baseline.hgb
+    cv: CVConfig = field(default_factory=CVConfig)
     seed: int = 42
     quiet: bool = False  # no progress, no model summary, warnings only; the final summary still prints
     # None: a new run. "auto": continue the latest interrupted run of this same config from its last
