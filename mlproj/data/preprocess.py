@@ -60,13 +60,17 @@ class Preprocessor:
         id_unique_ratio: float = 0.9,
         drop_constant: bool = True,
         scale: bool = True,
+        drop: dict[str, str] | None = None,
     ) -> Preprocessor:
+        """`drop`: columns decided against before the split (mlproj.data.hygiene: row indices), with why."""
         pre = cls(task=task)
         rows = len(features)
         for name in features.columns:
             col = features[name]
             key = str(name)
-            if col.isna().all():
+            if key in (drop or {}):
+                pre.dropped[key] = (drop or {})[key]
+            elif col.isna().all():
                 pre.dropped[key] = "all values missing"
             elif _is_numeric(col):
                 values = col.astype("float64")
