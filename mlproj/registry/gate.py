@@ -56,7 +56,7 @@ class Policy:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        self.primary_metric = self.primary_metric or metrics.main_metric(self.task)
+        self.primary_metric = self.primary_metric or metrics.main_metric(self.task, "val")  # select on val, not test
 
 
 @dataclass
@@ -130,7 +130,7 @@ def report(decision: Decision, policy: Policy) -> str:
         lines.append(f"  the run is already models:/{policy.model_name}/{decision.version}; nothing added")
     elif decision.decision == "registered":
         role = "champion and challenger" if decision.champion else "challenger"
-        lines.append(f"  models:/{policy.model_name}/{decision.version} is now {role}")
+        lines.append(f"  models:/{policy.model_name}/{decision.version} is now {role} (champion by {policy.primary_metric})")
     elif decision.reason:
         lines.append(f"  {decision.reason}")
     return "\n".join(lines)
