@@ -47,6 +47,7 @@ class Preprocessor:
     labels: list[Any] = field(default_factory=list)  # classification: original label values, by index
     target_mean: float = 0.0  # regression: the model learns (y - mean) / std
     target_std: float = 1.0
+    threshold: float | None = None  # two classes: predict labels[1] when P(labels[1]) > this (None: 0.5)
 
     # --- fitting ------------------------------------------------------------------------------------
 

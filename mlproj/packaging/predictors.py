@@ -20,8 +20,11 @@ from mlproj.metrics import CLASSIFICATION, REGRESSION
 PROBABILITIES_PARAM = "probabilities"
 
 
-def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame:
-    """Network outputs -> a frame: `prediction` (and `probability_<label>` on request for classification)."""
+def decode(
+    out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None, threshold: float | None = None
+) -> pd.DataFrame:
+    """Network outputs -> a frame: `prediction` (and `probability_<label>` on request for classification).
+    `threshold`: two classes, the decision threshold on P(labels[1]) chosen at training (probabilities unchanged)."""
     if kind == REGRESSION:  # one column per output: `prediction`, or prediction_0, prediction_1, ...
         flat = out.reshape(len(out), -1).double().numpy()
         if flat.shape[1] == 1:
@@ -33,7 +36,8 @@ def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, An
     else:
         probs = torch.softmax(out, dim=-1).numpy()
     names = np.asarray(labels, dtype=object)
-    result = pd.DataFrame({"prediction": names[probs.argmax(axis=1)].tolist()})
+    chosen = probs.argmax(axis=1) if threshold is None or len(labels) != 2 else (probs[:, 1] > threshold).astype(int)
+    result = pd.DataFrame({"prediction": names[chosen].tolist()})
     if (params or {}).get(PROBABILITIES_PARAM):
         for i, label in enumerate(labels):
             result[f"probability_{label}"] = probs[:, i]
@@ -55,7 +59,7 @@ class TabularPredictor:
             out = self.network(x).float()
         if self.pre.task == REGRESSION:
             return pd.DataFrame({"prediction": self.pre.decode_regression(out.squeeze(-1).double().numpy())})
-        return decode(out, CLASSIFICATION, self.pre.labels, params)
+        return decode(out, CLASSIFICATION, self.pre.labels, params, getattr(self.pre, "threshold", None))
 
 
 class TensorPredictor:

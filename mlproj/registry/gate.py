@@ -28,6 +28,7 @@ from mlproj.tracking.runs import write_again_on_conflict
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+MISSED_CLASSES = "test_missed_classes"  # classes present on test that the model never predicts (tasks/supervised.py)
 
 
 @dataclass
@@ -197,6 +198,13 @@ def gate(
         )
     elif model_uri is None:
         decision = Decision("rejected", checks, reason="the run logged no model")
+    elif values.get(MISSED_CLASSES):  # whatever the thresholds: an auroc can pass while f1 is 0
+        missed = int(values[MISSED_CLASSES])
+        decision = Decision(
+            "rejected",
+            checks,
+            reason=f"the model never predicts {missed} of the classes on the test split ({MISSED_CLASSES}={missed})",
+        )
     elif not all(c.passed for c in checks):
         failed = "; ".join(c.describe() for c in checks if not c.passed)
         decision = Decision("rejected", checks, reason=f"below threshold: {failed}")
