@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--experiment", help="experiment name to pick the best run from")
     where.add_argument("--run-id", help="register this run instead of searching")
-    p.add_argument("--metric", help="rank runs by this metric (default: the task's main validation metric: selection on validation)")
+    p.add_argument("--metric", help="rank runs by this metric (default: the task's main validation metric)")
     p.add_argument(
         "--filter", default="", help="an MLflow filter string, e.g. \"params.`model._target_` LIKE '%%MLP'\""
     )
@@ -137,8 +137,7 @@ def register_best(
     source: str = "mlproj.register",
     chosen_by: str | None = None,
 ) -> Any:
-    """Pick the run (best of an experiment or sweep, or the one named), gate it, print the outcome.
-    `chosen_by`: the metric the caller chose `run_id` by (a sweep's objective), for the message."""
+    """Pick the run (best of an experiment or sweep, or the one named, `chosen_by` a sweep's objective), gate it."""
     import mlflow
     from mlflow.tracking import MlflowClient
 

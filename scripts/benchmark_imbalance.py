@@ -109,7 +109,9 @@ def main() -> None:
                 found[label + "_std"] = float(np.std(scores))
             rows[name] = found
     print(f"machine: {platform.machine()} {platform.processor() or ''}, seeds={seeds}")
-    print(f"{'table':<9} {'minority':>8} {'logreg':>7} {'logreg_bal':>10} {'before':>7} {'default':>8} {'default/logreg':>14}")
+    print(
+        f"{'table':<9} {'minority':>8} {'logreg':>7} {'logreg_bal':>10} {'before':>7} {'default':>8} {'default/logreg':>14}"
+    )
     for name, r in rows.items():
         ratio = r["mlproj_default"] / max(r["logreg"], 1e-9)
         print(f"{name:<9} {r['minority_share']:>8.3f} {r['logreg']:>7.3f} {r['logreg_balanced']:>10.3f} "

@@ -44,7 +44,7 @@ def test_class_weights_change_the_loss():
     assert three.class_weights is None
     given = _task(3, class_weight=[1.0, 2.0, 3.0])
     assert given.class_weights.tolist() == [1.0, 2.0, 3.0]
-    with pytest.raises(ConfigError, match="task.class_weight has 2 weights; the data has 3 classes"):
+    with pytest.raises(ConfigError, match=r"task.class_weight has 2 weights; the data has 3 classes"):
         _task(3, class_weight=[1.0, 2.0])
     with pytest.raises(ConfigError, match=r"task.class_weight='heavy': choose one of auto, balanced, none"):
         _task(2, class_weight="heavy")

@@ -259,7 +259,9 @@ def register_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_register_best_command(store, tmp_path):
-    runs = {v: make_run(store, "pick", {"test_rmse": v, "test_r2": 1 - v / 100}, val_rmse=v) for v in (55.0, 42.0, 61.0)}
+    runs = {
+        v: make_run(store, "pick", {"test_rmse": v, "test_r2": 1 - v / 100}, val_rmse=v) for v in (55.0, 42.0, 61.0)
+    }
     base = ["--experiment", "pick", "--tracking-uri", store, "--model-name", "best"]
 
     dry = register_cli(*base, "--threshold", "test_r2=0.5", "--dry-run", cwd=tmp_path)

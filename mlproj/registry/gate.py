@@ -131,7 +131,9 @@ def report(decision: Decision, policy: Policy) -> str:
         lines.append(f"  the run is already models:/{policy.model_name}/{decision.version}; nothing added")
     elif decision.decision == "registered":
         role = "champion and challenger" if decision.champion else "challenger"
-        lines.append(f"  models:/{policy.model_name}/{decision.version} is now {role} (champion by {policy.primary_metric})")
+        lines.append(
+            f"  models:/{policy.model_name}/{decision.version} is now {role} (champion by {policy.primary_metric})"
+        )
     elif decision.reason:
         lines.append(f"  {decision.reason}")
     return "\n".join(lines)
