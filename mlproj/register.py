@@ -71,7 +71,7 @@ def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_
     return max(ranked, key=lambda r: sign * r.data.metrics[metric]), task, metric
 
 
-def chosen(run: Any, metric: str, by: str | None) -> str:
+def chosen(run: Any, metric: str | None, by: str | None) -> str:
     """Which run, and the metric that chose it (a run named by its id was chosen by whoever named it)."""
     by = by or ""
     value = run.data.metrics.get(by or metric)
@@ -160,7 +160,6 @@ def register_best(
         ):
             raise ConfigError(f"run {run_id} is not an mlproj run with a logged model")
         metrics.declare_from_run(run.data.tags, run.data.params)
-        metric = metric or metrics.main_metric(task, "val")
     else:
         found = client.get_experiment_by_name(experiment or "")
         if found is None:
