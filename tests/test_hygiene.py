@@ -51,6 +51,9 @@ def test_a_few_non_numeric_cells_become_missing_or_are_refused(tmp_path, caplog)
     assert "area" not in data.pre.dropped
     with pytest.raises(InputError, match=r"column 'area' is numeric but 2 cells are not numbers"):
         _prepare(path, strict=True)
+    # at predict time a stray cell is an error naming the column (the README's rule for new rows)
+    with pytest.raises(InputError, match=r"column 'area' must be numeric; got 'abc'"):
+        data.pre.transform(frame.head(5))
 
 
 def test_a_text_column_stays_text(tmp_path):
