@@ -350,6 +350,7 @@ def test_sweep_registration_policy(tmp_path, when, expected_versions):
         assert versions[0].run_id == best.info.run_id
         decisions = sorted(r.data.tags[tags.DECISION] for r in runs)
         assert decisions == ["deferred", "registered"]
+        assert f"best run by val_rmse: {best.info.run_id}" in out.stdout  # the metric that chose, not a test one
 
 
 def test_a_run_is_registered_once_and_tasks_do_not_mix(store):
