@@ -345,13 +345,16 @@ class SupervisedTask(pl.LightningModule):
         with torch.inference_mode():
             for batch in loader:
                 for x, y in batch if isinstance(batch, list) and not isinstance(batch[0], torch.Tensor) else [batch]:
-                    p, t = self._for_metrics(self._loss(self(x.to(self.device)), y.to(self.device))[1], y)
+                    out = self(x.to(self.device))
+                    p, t = self._for_metrics(out.squeeze(-1) if self.binary else out, y)
                     probs.append(p.float().cpu())
                     targets.append(t.cpu())
-        if not probs:
-            return None
-        p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
-        return imbalance.choose_threshold(p, t, self.monitor, self.class_counts)
+        found = None
+        if probs:
+            p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
+            found = imbalance.choose_threshold(p, t, self.monitor, self.class_counts)
+        # DDP: each rank holds a shard of the validation split; all use rank 0's choice, which is packaged.
+        return self.trainer.strategy.broadcast(found, src=0)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
