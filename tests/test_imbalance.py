@@ -32,7 +32,10 @@ def test_class_weights_change_the_loss():
     torch.manual_seed(0)
     x, y = torch.randn(40, 3), torch.tensor([1] * 4 + [0] * 36)
     counts = [36, 4]
-    plain, auto = _task(2, class_counts=counts, class_weight="none"), _task(2, class_counts=counts)
+    plain, auto = (
+        _task(2, class_counts=counts, class_weight="none"),
+        _task(2, class_counts=counts, class_weight="balanced"),
+    )
     auto.model.load_state_dict(plain.model.state_dict())
     assert auto.class_weights.tolist() == pytest.approx([40 / 72, 40 / 8])  # balanced: n / (k * n_c)
     assert not torch.isclose(auto._loss(auto(x), y)[0], plain._loss(plain(x), y)[0])
@@ -40,8 +43,9 @@ def test_class_weights_change_the_loss():
     pos = y == 1
     ratio = auto._loss(auto(x[pos]), y[pos])[0] / plain._loss(plain(x[pos]), y[pos])[0]
     assert float(ratio) == pytest.approx(40 / 8)
-    three = _task(3, class_counts=[10, 10, 10])  # balanced classes: auto leaves the loss unweighted
-    assert three.class_weights is None
+    assert _task(3, class_counts=[10, 10, 10]).class_weights is None  # balanced classes: auto leaves the loss alone
+    assert _task(2, class_counts=counts).class_weights is None  # two classes: auto leaves it to the threshold
+    assert _task(3, class_counts=[50, 40, 10]).class_weights.tolist() == pytest.approx([100 / 150, 100 / 120, 100 / 30])
     given = _task(3, class_weight=[1.0, 2.0, 3.0])
     assert given.class_weights.tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ConfigError, match=r"task.class_weight has 2 weights; the data has 3 classes"):

@@ -75,8 +75,8 @@ def warn_rare_class(target: pd.Series) -> None:
     shares = target.value_counts(normalize=True)
     if len(shares) and shares.iloc[-1] < RARE_CLASS_SHARE:
         log.warning(
-            "class %r is %.1f%% of the rows (rare): judge the model by f1, not accuracy; the loss is "
-            "class-weighted (task.class_weight) and a binary decision threshold chosen on validation (task.threshold)",
+            "class %r is %.1f%% of the rows (rare): judge the model by f1, not accuracy; a binary decision threshold "
+            "is chosen on validation (task.threshold), more classes weight the loss (task.class_weight)",
             _plain(shares.index[-1]),
             100 * shares.iloc[-1],
         )
