@@ -114,3 +114,12 @@ def test_the_gate_refuses_a_classifier_that_never_predicts_a_class(store):
     found = client.get_run(run_id).data.tags
     assert found[tags.DECISION] == "rejected" and "test_missed_classes=1" in found[tags.REASON]
     assert client.search_registered_models() == []
+
+
+def test_bad_class_weights_are_refused_at_startup(tmp_path, capsys):
+    from tests.conftest import run_main
+
+    store = tmp_path / "mlflow.db"
+    code = run_main("data=breast_cancer", f"tracking.uri=sqlite:///{store}", "++task.class_weight=[1,2,3]")
+    assert code == 2 and not store.exists()  # before any side effect
+    assert "task.class_weight has 3 weights; the data has 2 classes" in capsys.readouterr().err
