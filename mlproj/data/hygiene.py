@@ -43,7 +43,8 @@ def index_columns(features: pd.DataFrame, keep: list[str] | None = None) -> dict
 def parse_dirty_numbers(features: pd.DataFrame, strict: bool) -> pd.DataFrame:
     """Text columns that are numbers but for a few cells (`abc`, `n/a?`) become numeric, those cells missing,
     with a warning; `strict` refuses the table instead (InputError)."""
-    for name in features.columns:
+    changed = False
+    for name in list(features.columns):
         col = features[name]
         if not (pd.api.types.is_object_dtype(col) or pd.api.types.is_string_dtype(col)):
             continue
@@ -66,6 +67,8 @@ def parse_dirty_numbers(features: pd.DataFrame, strict: bool) -> pd.DataFrame:
             len(bad),
             examples,
         )
+        features = features.copy() if not changed else features  # never write into the caller's frame
+        changed = True
         features[name] = pd.to_numeric(col.astype("string").str.strip(), errors="coerce").astype("float64")
     return features
 
