@@ -3,7 +3,8 @@ its default (two classes: the threshold chosen on validation), balanced class we
 threshold (mlproj.tasks.imbalance), beside
 scikit-learn's LogisticRegression (plain and class_weight="balanced") on the same split and preprocessing.
 
-Tables (nothing downloaded): `rare3`: make_classification, 12,000 rows, 3% positives; `digits9`: scikit-learn's digits,
+Tables (nothing downloaded): `rare3`: make_classification, 12,000 rows, 3% positives; `hard2`: the same
+with 2% positives, 3 informative features and little separation; `digits9`: scikit-learn's digits,
 "is it a 9" (10% positives); `cancer9`: breast_cancer with the malignant class subsampled to 9% of the rows
 (the minority is label 0; its test split holds 5 minority rows: noisy). The split is
 mlproj's own (data.split_seed=42, stratified 70/15/15: TableFile.prepare()); mlproj runs in-process with its
@@ -41,10 +42,15 @@ def tables(folder: Path) -> dict[str, Path]:
     cancer = bunch.frame.rename(columns={"target": "label"})
     malignant = cancer[cancer.label == 0].sample(36, random_state=0)
     cancer = pd.concat([cancer[cancer.label == 1], malignant]).sample(frac=1, random_state=0)
+    x, y = make_classification(
+        n_samples=12000, n_features=10, n_informative=3, weights=[0.98, 0.02], flip_y=0.01, class_sep=0.5,
+        random_state=0,
+    )  # fmt: skip
+    hard = pd.DataFrame(x, columns=[f"f{i}" for i in range(10)]).assign(label=y)
     digits = load_digits(as_frame=True).frame
     digits["label"] = (digits.pop("target") == 9).astype(int)  # "is it a 9": 10% positives
-    paths = {name: folder / f"{name}.csv" for name in ("rare3", "digits9", "cancer9")}
-    for name, frame in zip(paths, (rare, digits, cancer), strict=True):
+    paths = {name: folder / f"{name}.csv" for name in ("rare3", "hard2", "digits9", "cancer9")}
+    for name, frame in zip(paths, (rare, hard, digits, cancer), strict=True):
         frame.to_csv(paths[name], index=False)
     return paths
 
@@ -102,6 +108,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--tables", default="rare3,hard2,digits9,cancer9", help="comma-separated subset")
     args = p.parse_args()
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -119,6 +126,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, csv in tables(work).items():
+            if name not in args.tables.split(","):
+                continue
             prepared = TableFile(path=str(csv), target="label").prepare()
             share = prepared.splits["train"].raw_target.value_counts(normalize=True).iloc[-1]
             found = {"minority_share": float(share), **logistic(prepared)}
