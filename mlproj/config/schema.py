@@ -161,7 +161,7 @@ class RegistryConfig:
     # metric -> condition: a bare number means "at least this good" (direction from mlproj.metrics),
     # or a string with an operator: "<60", ">=0.4".
     thresholds: dict[str, Any] = field(default_factory=dict)
-    primary_metric: str | None = None  # champion comparison; default: the task's main test metric
+    primary_metric: str | None = None  # champion comparison; default: the task's main val metric
     promote: Promote = Promote.auto
     when: When = When.each
     require_beats_baseline: bool = False  # refuse a network that loses to the baseline on primary_metric
