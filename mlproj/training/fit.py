@@ -72,7 +72,9 @@ def _last_is_best(trainer: Any) -> bool:
     """The last epoch's monitored value is the best checkpoint's (nothing to validate again)."""
     callback = trainer.checkpoint_callback
     last = trainer.callback_metrics.get(callback.monitor) if callback.monitor else None
-    return last is not None and callback.best_model_score is not None and float(last) == float(callback.best_model_score)
+    return (
+        last is not None and callback.best_model_score is not None and float(last) == float(callback.best_model_score)
+    )
 
 
 def fit(trainer: Any, module: Any, data: Any, checkpoint: Path | None = None) -> str:
