@@ -159,3 +159,41 @@ def test_compiled_training_packages_the_plain_network(make_cfg, store, tmp_path)
 
     predicted = mlflow.pyfunc.load_model(result.model_uri).predict(load_diabetes(as_frame=True).data.head(5))
     assert len(predicted) == 5
+
+
+def test_last_checkpoint_every_epoch_and_best_only_when_it_improves(tmp_path):
+    """lr=0: val_loss never improves after the first epoch, so best.ckpt stays at epoch 0 while last.ckpt (what
+    resume=auto continues from) follows every epoch (Lightning's save_last=True left it at epoch 0 too)."""
+    _, trainer = _fit(tmp_path, optimizer=partial(torch.optim.SGD, lr=0.0), epochs=3)
+    folder = tmp_path / "ckpt"
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    best = torch.load(folder / "best.ckpt", weights_only=False)
+    assert (last["epoch"], best["epoch"]) == (2, 0)
+    assert not (folder / "last.ckpt").is_symlink()
+    assert Path(trainer.checkpoint_callback.best_model_path).name == "best.ckpt"
+
+
+def test_last_checkpoint_links_to_a_best_checkpoint_written_at_the_same_epoch(tmp_path):
+    """A model that keeps improving: one write per epoch, last.ckpt a link to best.ckpt (never written through)."""
+    _, trainer = _fit(tmp_path, epochs=3)
+    folder = tmp_path / "ckpt"
+    assert (folder / "last.ckpt").is_symlink() and (folder / "last.ckpt").resolve() == (folder / "best.ckpt")
+    assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_a_checkpoint_read_waits_for_the_background_writes(tmp_path):
+    """Checkpoints are written in a background thread; a load (the tuner restores what it has just saved) sees
+    the file complete."""
+    from mlproj.training.checkpoints import BackgroundCheckpointIO
+
+    from lightning_fabric.plugins import TorchCheckpointIO
+
+    io = BackgroundCheckpointIO(TorchCheckpointIO())
+    state = {"w": torch.randn(2000, 500)}
+    for i in range(3):  # queued writes, the last one of the file read below
+        io.save_checkpoint({**state, "i": i}, tmp_path / "a.ckpt")
+    loaded = io.load_checkpoint(tmp_path / "a.ckpt")
+    assert loaded["i"] == 2 and torch.equal(loaded["w"], state["w"])
+    io.remove_checkpoint(tmp_path / "a.ckpt")
+    io.teardown()
+    assert not (tmp_path / "a.ckpt").exists()
