@@ -197,6 +197,7 @@ def test_user_module_through_target(make_cfg):
         (["trainer=gpu"], "trainer.accelerator=gpu but this machine has no CUDA GPU"),
         (["trainer.accelerator=cuda"], "trainer.accelerator=cuda but this machine has no CUDA GPU"),
         (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
+        (["trainer.cuda_graphs=true"], r"trainer.cuda_graphs=true needs a CUDA GPU \(trainer.accelerator=auto, 0 GPU"),
         (["trainer=ddp"], "trainer.strategy=ddp with trainer.accelerator=gpu but this machine has no CUDA GPU; set"),
         (["trainer.strategy=ddp"], "trainer.strategy=ddp with trainer.accelerator=auto .*trainer=ddp_cpu"),
     ],

@@ -197,3 +197,17 @@ def test_a_checkpoint_read_waits_for_the_background_writes(tmp_path):
     io.remove_checkpoint(tmp_path / "a.ckpt")
     io.teardown()
     assert not (tmp_path / "a.ckpt").exists()
+
+
+def test_cuda_graphs_compile_the_step_in_reduce_overhead_mode_and_train_as_eager(tmp_path, monkeypatch):
+    """trainer.cuda_graphs: the network's forward compiled with mode="reduce-overhead" and static shapes (the
+    real capture needs a GPU: tests/test_gpu.py). Here torch.compile hands the function back, so the graphs'
+    step (a new iteration marked per minibatch, outputs copied for the metrics) runs eagerly on the CPU and
+    must train exactly as the plain step does."""
+    plain, _ = _fit(tmp_path / "plain", epochs=2)
+    calls: list[dict] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: calls.append(options) or fn)
+    graphs, _ = _fit(tmp_path / "graphs", epochs=2, cuda_graphs=True)
+    assert calls == [{"mode": "reduce-overhead", "dynamic": False}] and graphs._graphs
+    for a, b in zip(plain.model.parameters(), graphs.model.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -78,7 +78,7 @@ class SupervisedTask(pl.LightningModule):
         gradient_clip_algorithm: str = "norm",
         accumulate_grad_batches: int = 1,
         log_every_n_steps: int | None = None,
-        compile: bool = False,
+        compile: bool | str = False,  # True, or a torch.compile mode ("reduce-overhead": CUDA graphs)
     ) -> None:
         super().__init__()
         # Manual optimization: a training step makes several optimizer steps (see the module docstring).
@@ -87,8 +87,9 @@ class SupervisedTask(pl.LightningModule):
         # Compiled for the training steps only (validation and test run eagerly, no recompilation for
         # eval mode). A compiled function rather than torch.compile(model), an OptimizedModule that would
         # become a submodule and put "_orig_mod." keys in checkpoints; the packaged model is `self.model`.
+        self._graphs = compile == "reduce-overhead"
         self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = (
-            torch.compile(model.forward) if compile else None
+            torch.compile(model.forward, **compile_options(compile)) if compile else None
         )
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
@@ -164,11 +165,14 @@ class SupervisedTask(pl.LightningModule):
         k = self.accumulate_grad_batches
         last_of_epoch = k > 1 and self._epoch_ends_here()
         for i, (x, y) in enumerate(chunk):
+            if self._graphs:  # a new iteration: the graphs' output memory is reused from here on
+                torch.compiler.cudagraph_mark_step_begin()
             loss, out = self._loss(forward(x), y)
             if k == 1:
                 optimizer.zero_grad(set_to_none=True)
             self.manual_backward(loss / k if k > 1 else loss)
-            pending.append((loss.detach(), out.detach(), y))
+            # A graph's outputs are overwritten by its next replay: the metrics get a copy.
+            pending.append((loss.detach(), out.detach().clone() if self._graphs else out.detach(), y))
             self._accumulated += 1
             if self._accumulated < k and not (last_of_epoch and i == len(chunk) - 1):
                 continue
@@ -304,6 +308,14 @@ class SupervisedTask(pl.LightningModule):
             scheduler = self.scheduler_factory(optimizer)
         # Stepped by _step_scheduler (manual optimization), the plateau one with self.monitor.
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def compile_options(compile: bool | str) -> dict[str, Any]:
+    """torch.compile's arguments: a mode string as its `mode`; CUDA graphs with static shapes (one graph per
+    minibatch size: the full one and an epoch's shorter last one), not dynamic ones."""
+    if not isinstance(compile, str):
+        return {}
+    return {"mode": compile, "dynamic": False} if compile == "reduce-overhead" else {"mode": compile}
 
 
 def _to_device(loaders: Any, device: torch.device) -> None:
