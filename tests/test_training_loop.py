@@ -175,7 +175,7 @@ def test_last_checkpoint_every_epoch_and_best_only_when_it_improves(tmp_path):
 
 def test_last_checkpoint_links_to_a_best_checkpoint_written_at_the_same_epoch(tmp_path):
     """A model that keeps improving: one write per epoch, last.ckpt a link to best.ckpt (never written through)."""
-    _, trainer = _fit(tmp_path, epochs=3)
+    _fit(tmp_path, epochs=3)
     folder = tmp_path / "ckpt"
     assert (folder / "last.ckpt").is_symlink() and (folder / "last.ckpt").resolve() == (folder / "best.ckpt")
     assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2
@@ -184,9 +184,9 @@ def test_last_checkpoint_links_to_a_best_checkpoint_written_at_the_same_epoch(tm
 def test_a_checkpoint_read_waits_for_the_background_writes(tmp_path):
     """Checkpoints are written in a background thread; a load (the tuner restores what it has just saved) sees
     the file complete."""
-    from mlproj.training.checkpoints import BackgroundCheckpointIO
-
     from lightning_fabric.plugins import TorchCheckpointIO
+
+    from mlproj.training.checkpoints import BackgroundCheckpointIO
 
     io = BackgroundCheckpointIO(TorchCheckpointIO())
     state = {"w": torch.randn(2000, 500)}

@@ -26,8 +26,8 @@ from mlproj.config.flags import TASK_FLAGS, build_callbacks, check_trainer_flags
 from mlproj.config.schema import TrainerConfig, plain
 from mlproj.data.batches import TensorBatches, split_batches
 from mlproj.tasks.supervised import SupervisedTask
-from mlproj.training.checkpoints import BackgroundCheckpointIO, LastCheckpoint
 from mlproj.tracking.outage import MetricBuffer, Outage
+from mlproj.training.checkpoints import BackgroundCheckpointIO, LastCheckpoint
 
 log = logging.getLogger(__name__)
 
