@@ -37,9 +37,9 @@ def test_bf16_mixed_run_on_the_gpu_finishes_with_test_metrics(make_cfg, store, t
 
 def test_cuda_graphs_with_bf16_run_finishes_with_test_metrics(make_cfg, store, tmp_path):
     """trainer.cuda_graphs: the training step's forward and backward replayed as CUDA graphs, under bf16-mixed,
-    with step-level logging and accumulation (outputs copied before the next replay overwrites them)."""
+    with step-level logging and clipping (outputs copied before the next replay overwrites them)."""
     overrides = ["trainer=gpu", "trainer.cuda_graphs=true", "trainer.precision=bf16-mixed", "trainer.max_epochs=3"]
-    overrides += ["trainer.progress_bar=none", "trainer.log_every_n_steps=2", "+trainer.accumulate_grad_batches=2"]
+    overrides += ["trainer.progress_bar=none", "trainer.log_every_n_steps=2", "trainer.gradient_clip_val=1.0"]
     cfg = make_cfg(*overrides, f"tracking.uri='{store}'")
     result = run(cfg, overrides, tmp_path / "out")
     found = MlflowClient(store).get_run(result.run_id)

@@ -211,6 +211,13 @@ def check_gpu_path(t: DictConfig, gpus: int, accelerator: str) -> None:
             f"trainer.cuda_graphs=true needs a CUDA GPU (trainer.accelerator={accelerator}, {gpus} GPU(s)); "
             "leave it false on CPU (trainer.compile=true compiles for the CPU)"
         )
+    accumulate = t.get("accumulate_grad_batches") or 1
+    if t.get("cuda_graphs") and accumulate != 1:
+        # Gradients summed over minibatches would live in the graphs' memory, which the next replay reuses.
+        raise ConfigError(
+            f"trainer.cuda_graphs=true with trainer.accumulate_grad_batches={accumulate}: not together; "
+            "use a larger data.batch_size instead of accumulating, or trainer.cuda_graphs=false"
+        )
     if on_gpu and str(t.precision).startswith("bf16") and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"trainer.precision={t.precision}: this GPU has no bf16; use 16-mixed or 32-true")
 
