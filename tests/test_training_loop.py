@@ -30,7 +30,7 @@ def _data(rows: int = 200, features: int = 6, seed: int = 0) -> tuple[torch.Tens
     return x, x @ torch.randn(features, generator=gen) + 0.1 * torch.randn(rows, generator=gen)
 
 
-def _fit(tmp_path: Path, *, optimizer=None, scheduler=None, epochs: int = 1, data=None, **trainer_keys):
+def _fit(tmp_path: Path, *, optimizer=None, scheduler=None, epochs: int = 1, data=None, callbacks=None, **trainer_keys):
     """Fit a small MLP the way mlproj.train does; returns (module, trainer)."""
     from mlproj.models import MLP
 
@@ -51,7 +51,7 @@ def _fit(tmp_path: Path, *, optimizer=None, scheduler=None, epochs: int = 1, dat
         scheduler=scheduler,
     )
     loaders = build_batches(cfg, {"train": (x, y), "val": (x[:50], y[:50])}, batch_size=16, seed=0)
-    trainer = build_trainer(cfg, "regression", DummyLogger(), tmp_path / "ckpt", quiet=True)
+    trainer = build_trainer(cfg, "regression", DummyLogger(), tmp_path / "ckpt", quiet=True, extra_callbacks=callbacks)
     trainer.fit(module, loaders["train"], loaders["val"])
     return module, trainer
 
@@ -211,3 +211,25 @@ def test_cuda_graphs_compile_the_step_in_reduce_overhead_mode_and_train_as_eager
     assert calls == [{"mode": "reduce-overhead", "dynamic": False}] and graphs._graphs
     for a, b in zip(plain.model.parameters(), graphs.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_direct_optimizer_steps_train_as_lightnings_and_give_way_to_a_per_step_hook(tmp_path):
+    """On one device in 32-bit, the task steps the optimizer itself (mlproj.tasks.steps): the same weights and
+    global_step as through Lightning's manual_backward / LightningOptimizer.step, which a callback with a
+    per-step hook (here on_after_backward, which must be called) still gets."""
+    import pytorch_lightning as pl
+
+    class Counting(pl.Callback):
+        calls = 0
+
+        def on_after_backward(self, trainer, module):
+            Counting.calls += 1
+
+    lean, t_lean = _fit(tmp_path / "lean", epochs=2, steps_per_chunk=4)
+    hooked, t_hooked = _fit(tmp_path / "hooked", epochs=2, steps_per_chunk=4, callbacks=[Counting()])
+    assert lean._lean and not hooked._lean
+    assert Counting.calls == t_hooked.global_step == t_lean.global_step == 2 * 13  # 200 rows / 16: 13 minibatches
+    for a, b in zip(lean.model.parameters(), hooked.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    clipped, _ = _fit(tmp_path / "clipped", epochs=1, gradient_clip_val=0.5)
+    assert not clipped._lean  # clipping is Lightning's (after AMP unscaling)

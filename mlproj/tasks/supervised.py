@@ -36,6 +36,7 @@ from mlproj.data.batches import Batch, TensorBatches
 from mlproj.errors import TrainingDiverged
 from mlproj.metrics import REGRESSION, STAGES, build_metrics
 from mlproj.metrics import mode as metric_mode
+from mlproj.tasks import steps
 
 
 class SupervisedTask(pl.LightningModule):
@@ -95,6 +96,7 @@ class SupervisedTask(pl.LightningModule):
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.accumulate_grad_batches = max(1, int(accumulate_grad_batches))
         self._accumulated = 0  # minibatches whose gradients wait for the next optimizer step
+        self._lean = False  # optimizer steps without Lightning's per-minibatch hooks (mlproj.tasks.steps)
         # The finder of Lightning's Tuner running ("lr_find", "scale_batch_size"), set by
         # mlproj.training.tuning: its sweeps diverge on purpose.
         self.tuning = ""
@@ -170,13 +172,16 @@ class SupervisedTask(pl.LightningModule):
             loss, out = self._loss(forward(x), y)
             if k == 1:
                 optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss / k if k > 1 else loss)
+            (steps.backward if self._lean else self.manual_backward)(loss / k if k > 1 else loss)
             # A graph's outputs are overwritten by its next replay: the metrics get a copy.
             pending.append((loss.detach(), out.detach().clone() if self._graphs else out.detach(), y))
             self._accumulated += 1
             if self._accumulated < k and not (last_of_epoch and i == len(chunk) - 1):
                 continue
-            optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+            if self._lean:
+                steps.step(optimizer)
+            else:
+                optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
             if k > 1:
                 optimizer.zero_grad(set_to_none=True)
             self._accumulated = 0
@@ -199,6 +204,7 @@ class SupervisedTask(pl.LightningModule):
     def on_train_start(self) -> None:
         # The tables move to the training device once, so a step slices device memory (no per-step copy).
         _to_device(self.trainer.train_dataloader, self.device)
+        self._lean = not self.tuning and steps.lean_steps(self, SupervisedTask, bool(self.gradient_clip_val))
         self._accumulated = 0
         self.optimizers().zero_grad(set_to_none=True)
 
