@@ -258,7 +258,8 @@ def main() -> None:
           f"a warm-up one, device {args.device}, {args.repeat} interleaved round(s), median [min-max, IQR]")  # fmt: skip
     rounds = run_rounds(chosen, args.repeat)
     summary = summarise(rounds, ratios)
-    print("  (lightning_dataloader logs every step, as the issue's pipeline; _log50: Lightning's default, every 50)")
+    if not args.skip_lightning:
+        print("  (lightning_dataloader logs every step, as the issue's pipeline; _log50: Lightning's default, every 50)")
     breakdown = print_breakdown(breakdowns)
     print(json.dumps(result_line(summary, breakdown, info)))
 
