@@ -259,7 +259,9 @@ def main() -> None:
     rounds = run_rounds(chosen, args.repeat)
     summary = summarise(rounds, ratios)
     if not args.skip_lightning:
-        print("  (lightning_dataloader logs every step, as the issue's pipeline; _log50: Lightning's default, every 50)")
+        print(
+            "  (lightning_dataloader logs every step, as the issue's pipeline; _log50: Lightning's default, every 50)"
+        )
     breakdown = print_breakdown(breakdowns)
     print(json.dumps(result_line(summary, breakdown, info)))
 
