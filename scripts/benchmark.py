@@ -1,7 +1,8 @@
 """Training throughput, side by side in one process: a hand-written loop, mlproj's path, conventional Lightning.
 
 Same data (synthetic regression, in memory), model (MLP 32→256→256→1), batch size, optimizer (Adam 1e-3)
-and epochs for all three; only training epochs are timed (after one warm-up epoch each):
+and epochs for all three; the timed window is every epoch after a warm-up one, up to the end of training
+(so epoch-end work, validation, checkpoints and logging are in it), in wall and process CPU time:
   (a) raw       a hand-written PyTorch loop over index slices of a per-epoch permutation
   (b) mlproj    mlproj's production path, built by mlproj.training.trainer as mlproj.train does (TrainerConfig
                 defaults: chunked manual optimization, epoch-level metrics, the MLflow run logger)
@@ -9,14 +10,17 @@ and epochs for all three; only training epochs are timed (after one warm-up epoc
                 torchmetrics logging (self.log(..., on_step=True)) written every step (log_every_n_steps=1,
                 the pipeline the issue measured), Lightning's default logger and checkpoint; and the same
                 with Lightning's default log_every_n_steps=50 (lightning_dataloader_log50)
-The last line is one JSON object with the ratios (with --repeat, medians of the rounds' ratios).
+On CUDA also: mlproj with trainer.cuda_graphs=true, and raw / mlproj / both under bf16-mixed.
+Rounds are interleaved (scripts/bench_runner.py): per pipeline and per ratio the median of the rounds and
+their spread, flagged when too wide to trust; then where an mlproj epoch's time goes (epoch_breakdown.py). The
+last line is one JSON object: the ratios' medians (wall), CPU-time ratios, ranges, the breakdown, commit,
+machine, load and command.
 
-    python scripts/benchmark.py            # 200k rows, 3 timed epochs
-    python scripts/benchmark.py --quick    # 50k rows, 1 timed epoch (well under a minute on 2 cores)
-    python scripts/benchmark.py --device cuda
+    python scripts/benchmark.py            # 200k rows, 3 timed epochs, 5 rounds, 1 pinned thread
+    python scripts/benchmark.py --quick    # 50k rows, 1 timed epoch
+    python scripts/benchmark.py --device cuda --skip-lightning --repeat 3
     python scripts/benchmark.py --steps-per-chunk 1 4   # also mlproj with trainer.steps_per_chunk=1 and 4
-    python scripts/benchmark.py --repeat 3   # three rounds in rotation, medians (for a shared, noisy machine)
-    python scripts/benchmark.py --family image --repeat 3   # the same CNN: raw loop vs mlproj's image path
+    python scripts/benchmark.py --family image   # the same CNN: raw loop vs mlproj's image path
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
-import statistics
-import time
 import warnings
 from functools import partial
 
 import torch
+from bench_runner import Stopwatch, Timed, header, pin_threads, run_rounds, summarise
+from epoch_breakdown import print_breakdown
 from torch import nn
 from torch.nn import functional as F
 
@@ -50,7 +53,7 @@ def make_model(features: int, seed: int = 0) -> nn.Module:
     return MLP(features, 1, hidden_sizes=[256, 256], dropout=0.0)
 
 
-def raw_loop(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> float:
+def raw_loop(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> Timed:
     model = make_model(x.shape[1]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = x.to(device), y.to(device)
@@ -66,68 +69,76 @@ def raw_loop(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: 
             opt.step()
 
     epoch()  # warm-up
-    _sync(device)
-    began = time.perf_counter()
+    watch = Stopwatch(partial(_sync, device))
+    watch.start()
     for _ in range(epochs):
         epoch()
-    _sync(device)
-    return n * epochs / (time.perf_counter() - began)
-
-
-class EpochTimer:
-    """Sums wall time of training epochs after the first (warm-up), as a Lightning callback."""
-
-    def __new__(cls, device: str):  # built lazily: Lightning is imported only when used
-        import pytorch_lightning as pl
-
-        class _Timer(pl.Callback):
-            def __init__(self) -> None:
-                self.seconds, self.epochs, self._t = 0.0, 0, 0.0
-
-            def on_train_epoch_start(self, trainer, module) -> None:
-                _sync(device)
-                self._t = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, module) -> None:
-                _sync(device)
-                if trainer.current_epoch > 0:
-                    self.seconds += time.perf_counter() - self._t
-                    self.epochs += 1
-
-        return _Timer()
+    watch.stop()
+    return watch.result(n * epochs)
 
 
 def mlproj_path(
-    x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str, steps_per_chunk: int | None = None
-) -> float:
-    """Built as mlproj.train builds a run: the trainer config's defaults, the run logger into a sqlite store."""
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    epochs: int,
+    device: str,
+    steps_per_chunk: int | None = None,
+    breakdowns: list | None = None,
+    **trainer: object,
+) -> Timed:
+    """Built as mlproj.train builds a run: the trainer config's defaults (plain progress lines, as a run without a
+    terminal prints them, into a buffer here), the run logger into a sqlite store. `breakdowns`: where to append
+    the epoch's parts (epoch_breakdown); `trainer`: other TrainerConfig keys (cuda_graphs, precision)."""
+    from mlproj.config.schema import TrainerConfig
+    from mlproj.training.trainer import build_batches, build_task
+
+    cfg = _trainer_cfg(TrainerConfig, device, epochs, steps_per_chunk=steps_per_chunk, **trainer)
+    module = build_task(cfg, make_model(x.shape[1]), "regression", 0, optimizer=_adam)
+    loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
+    timer = fit_mlproj(cfg, module, loaders["train"], loaders["val"], "regression", device)
+    if breakdowns is not None:
+        breakdowns.append(timer.per_epoch_ms())
+    return timer.watch.result(len(x) * timer.epochs)
+
+
+def _trainer_cfg(schema: type, device: str, epochs: int, **keys: object):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.structured(schema)
+    cfg.accelerator = "gpu" if device == "cuda" else "cpu"
+    cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "plain"
+    cfg.limit_val_batches = 1  # training throughput: validation is one batch per epoch
+    for k, v in keys.items():
+        cfg[k] = v
+    return cfg
+
+
+def fit_mlproj(cfg, module, train, val, task: str, device: str):
+    """trainer.fit as a run does it (checkpoints, the run logger into a sqlite store); returns the TimedEpochs."""
+    import contextlib
+    import io
     from pathlib import Path
     from tempfile import TemporaryDirectory
 
+    from epoch_breakdown import TimedEpochs
     from mlflow.tracking import MlflowClient
-    from omegaconf import OmegaConf
 
-    from mlproj.config.schema import TrainerConfig
-    from mlproj.training.trainer import RunLogger, build_batches, build_task, build_trainer
+    from mlproj.training.trainer import RunLogger, build_trainer
 
-    cfg = OmegaConf.structured(TrainerConfig)
-    cfg.accelerator = "gpu" if device == "cuda" else "cpu"
-    cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "none"
-    cfg.limit_val_batches = 1  # training throughput: validation is one batch per epoch
-    cfg.steps_per_chunk = steps_per_chunk  # None: the default (automatic)
-    module = build_task(cfg, make_model(x.shape[1]), "regression", 0, optimizer=_adam)
-    loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
     with TemporaryDirectory(prefix="mlproj-bench-") as tmp:  # a store and checkpoints, gone afterwards
         work = Path(tmp)
         client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
         run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
-        timer = EpochTimer(device)
+        timer = TimedEpochs(partial(_sync, device))
         logger = RunLogger(client, run_id)
-        trainer = build_trainer(cfg, "regression", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
-        trainer.fit(module, loaders["train"], loaders["val"])
+        trainer = build_trainer(cfg, task, logger, work / "ckpt", extra_callbacks=[timer])
+        timer.attach(trainer, module, logger)
+        with contextlib.redirect_stdout(io.StringIO()):  # the progress lines are paid for, not shown
+            trainer.fit(module, train, val)
         logger.flush()
         client.set_terminated(run_id)
-    return len(x) * timer.epochs / timer.seconds
+    return timer
 
 
 def _adam(params):
@@ -136,7 +147,7 @@ def _adam(params):
 
 def lightning_dataloader(
     x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str, log_every_n_steps: int = 1
-) -> float:
+) -> Timed:
     """The conventional pipeline the issue measured: per-step torchmetrics logging, every step reaching the
     logger (`log_every_n_steps=1`); with 50 (Lightning's default) only every 50th step is written."""
     from tempfile import TemporaryDirectory
@@ -163,7 +174,9 @@ def lightning_dataloader(
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
 
-    timer = EpochTimer(device)
+    from epoch_breakdown import TimedEpochs
+
+    timer = TimedEpochs(partial(_sync, device))
     tmp = TemporaryDirectory(prefix="lightning-bench-")
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
@@ -180,12 +193,39 @@ def lightning_dataloader(
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     trainer.fit(Conventional(), loader)
     tmp.cleanup()
-    return len(x) * timer.epochs / timer.seconds
+    return timer.watch.result(len(x) * timer.epochs)
 
 
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def raw_bf16(x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int, device: str) -> Timed:
+    """The hand-written loop under bf16 autocast (what trainer.precision=bf16-mixed does)."""
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        return raw_loop(x, y, batch, epochs, device)
+
+
+def pipelines(args, x, y, epochs: int, breakdowns: list) -> tuple[dict, list[tuple[str, str]]]:
+    """name -> pipeline, and the ratios to report (mlproj's variants against the raw loop of the same precision)."""
+    common = (x, y, args.batch, epochs, args.device)
+    chosen = {"raw": partial(raw_loop, *common), "mlproj": partial(mlproj_path, *common, breakdowns=breakdowns)}
+    ratios = [("mlproj", "raw")]
+    if not args.skip_lightning:
+        chosen["lightning_dataloader"] = partial(lightning_dataloader, *common)
+        chosen["lightning_dataloader_log50"] = partial(lightning_dataloader, *common, log_every_n_steps=50)
+        ratios += [("mlproj", "lightning_dataloader"), ("mlproj", "lightning_dataloader_log50")]
+    for k in args.steps_per_chunk:
+        chosen[f"mlproj_steps_per_chunk={k}"] = partial(mlproj_path, *common, k)
+        ratios.append((f"mlproj_steps_per_chunk={k}", "raw"))
+    if args.device == "cuda":  # the GPU path: CUDA graphs, bf16, both
+        chosen["mlproj_cuda_graphs"] = partial(mlproj_path, *common, cuda_graphs=True)
+        chosen["raw_bf16"] = partial(raw_bf16, *common)
+        chosen["mlproj_bf16"] = partial(mlproj_path, *common, precision="bf16-mixed")
+        chosen["mlproj_cuda_graphs_bf16"] = partial(mlproj_path, *common, cuda_graphs=True, precision="bf16-mixed")
+        ratios += [("mlproj_cuda_graphs", "raw"), ("mlproj_bf16", "raw_bf16"), ("mlproj_cuda_graphs_bf16", "raw_bf16")]
+    return chosen, ratios
 
 
 def main() -> None:
@@ -195,62 +235,50 @@ def main() -> None:
     p.add_argument("--rows", type=int, help="rows of the synthetic table (overrides --quick's)")
     p.add_argument("--epochs", type=int, help="timed epochs, after one warm-up epoch (overrides --quick's)")
     p.add_argument("--batch", type=int, default=256, help="batch size for every pipeline")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--repeat", type=int, default=1, help="rounds of every pipeline, in rotation; medians are reported")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads, pinned (default 1; 0: torch's)")
+    p.add_argument("--repeat", type=int, default=5, help="rounds of every pipeline, interleaved (default 5)")
     p.add_argument("--steps-per-chunk", type=int, nargs="*", default=[], help="also time mlproj with these K")
+    p.add_argument("--skip-lightning", action="store_true", help="only raw and mlproj (and the GPU variants)")
     p.add_argument("--family", default="table", choices=["table", "image"], help="image: scripts/benchmark_images.py")
     args = p.parse_args()
     rows = args.rows or (50_000 if args.quick else 200_000)
     epochs = args.epochs or (1 if args.quick else 3)
     warnings.filterwarnings("ignore")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    info = header()
     if args.family == "image":
         import benchmark_images
 
-        return benchmark_images.main(args)
+        return benchmark_images.main(args, info)
     x, y = make_data(rows, 32)
-    names = [
-        ("raw", raw_loop),
-        ("mlproj", mlproj_path),
-        ("lightning_dataloader", lightning_dataloader),
-        ("lightning_dataloader_log50", partial(lightning_dataloader, log_every_n_steps=50)),
-    ]
-    rounds: list[dict[str, float]] = []
-    for _ in range(args.repeat):  # rounds in rotation: a busy neighbour slows all three of a round alike
-        rates = {name: fn(x, y, args.batch, epochs, args.device) for name, fn in names}
-        for k in args.steps_per_chunk:
-            rates[f"mlproj_steps_per_chunk={k}"] = mlproj_path(x, y, args.batch, epochs, args.device, k)
-        rounds.append(rates)
-    results = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
-    ratio = {
-        "mlproj_vs_raw": statistics.median(r["mlproj"] / r["raw"] for r in rounds),
-        "mlproj_vs_lightning_dataloader": statistics.median(r["mlproj"] / r["lightning_dataloader"] for r in rounds),
-        "mlproj_vs_lightning_dataloader_log50": statistics.median(
-            r["mlproj"] / r["lightning_dataloader_log50"] for r in rounds
-        ),
-    }
-    print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s), "
-          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
-          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}")  # fmt: skip
-    for name, rate in results.items():
-        print(f"  {name:<28} {rate:>10,.0f} samples/s   {rate / results['raw']:.2f}x raw")
-    print("  (lightning_dataloader logs every step, as the issue's pipeline; _log50: Lightning's default, every 50)")
-    if args.repeat > 1:
-        for key in ratio:
-            each = [r["mlproj"] / r[key.rpartition("_vs_")[2]] for r in rounds]
-            print(f"  {key}: rounds {', '.join(f'{v:.2f}' for v in each)} (median {ratio[key]:.2f})")
-    print(
-        json.dumps(
-            {
-                "mlproj_vs_raw": round(ratio["mlproj_vs_raw"], 3),
-                "mlproj_vs_lightning_dataloader": round(ratio["mlproj_vs_lightning_dataloader"], 3),
-                "mlproj_vs_lightning_dataloader_log50": round(ratio["mlproj_vs_lightning_dataloader_log50"], 3),
-                "samples_per_s": {k: round(v) for k, v in results.items()},
-            }
+    breakdowns: list[dict[str, float]] = []
+    chosen, ratios = pipelines(args, x, y, epochs, breakdowns)
+    print(f"{rows} rows x 32 features, MLP 32-256-256-1, batch {args.batch}, Adam, {epochs} timed epoch(s) after "
+          f"a warm-up one, device {args.device}, {args.repeat} interleaved round(s), median [min-max, IQR]")  # fmt: skip
+    rounds = run_rounds(chosen, args.repeat)
+    summary = summarise(rounds, ratios)
+    if not args.skip_lightning:
+        print(
+            "  (lightning_dataloader logs every step, as the issue's pipeline; _log50: Lightning's default, every 50)"
         )
-    )
+    breakdown = print_breakdown(breakdowns)
+    print(json.dumps(result_line(summary, breakdown, info)))
+
+
+def result_line(summary: dict, breakdown: dict[str, float], info: dict[str, str]) -> dict:
+    """The last line: each ratio's median (wall), then CPU-time ratios, spreads, the breakdown and the header."""
+    ratios = summary["ratios"]
+    out: dict = {k: round(v["wall"]["median"], 3) for k, v in ratios.items()}
+    out["samples_per_s"] = {k: round(v["wall"]["median"]) for k, v in summary["pipelines"].items()}
+    out["cpu_ratios"] = {k: round(v["cpu"]["median"], 3) for k, v in ratios.items()}
+    out["ratio_ranges"] = {
+        k: [round(v[t][e], 3) for t in ("wall", "cpu") for e in ("min", "max")] for k, v in ratios.items()
+    }
+    out["too_wide"] = summary["too_wide"]
+    out["epoch_ms"] = {k: round(v, 2) for k, v in breakdown.items()}
+    out["rounds"] = summary["rounds"]
+    return {**out, **info}
 
 
 if __name__ == "__main__":

@@ -13,14 +13,12 @@ then timed training epochs:
 from __future__ import annotations
 
 import json
-import platform
-import statistics
-import time
-from pathlib import Path
-from tempfile import TemporaryDirectory
+from functools import partial
 
 import numpy as np
 import torch
+from bench_runner import Stopwatch, Timed, run_rounds, summarise
+from epoch_breakdown import print_breakdown
 from torch.nn import functional as F
 
 CHANNELS = [32, 64]
@@ -46,7 +44,7 @@ def make_model(seed: int = 0) -> torch.nn.Module:
     return CNN(64, 10, in_shape=[1, 8, 8], channels=CHANNELS)
 
 
-def raw_loop(x: torch.Tensor, y: torch.Tensor, pre, batch: int, epochs: int, device: str) -> float:
+def raw_loop(x: torch.Tensor, y: torch.Tensor, pre, batch: int, epochs: int, device: str) -> Timed:
     from benchmark import _sync
 
     model = make_model().to(device).train()
@@ -64,63 +62,45 @@ def raw_loop(x: torch.Tensor, y: torch.Tensor, pre, batch: int, epochs: int, dev
             opt.step()
 
     epoch()  # warm-up
-    _sync(device)
-    began = time.perf_counter()
+    watch = Stopwatch(partial(_sync, device))
+    watch.start()
     for _ in range(epochs):
         epoch()
-    _sync(device)
-    return n * epochs / (time.perf_counter() - began)
+    watch.stop()
+    return watch.result(n * epochs)
 
 
-def mlproj_path(x: torch.Tensor, y: torch.Tensor, pre, batch: int, epochs: int, device: str) -> float:
-    from benchmark import EpochTimer, _adam
-    from mlflow.tracking import MlflowClient
-    from omegaconf import OmegaConf
+def mlproj_path(
+    x: torch.Tensor, y: torch.Tensor, pre, batch: int, epochs: int, device: str, breakdowns: list | None = None
+) -> Timed:
+    from benchmark import _adam, _trainer_cfg, fit_mlproj
 
     from mlproj.config.schema import TrainerConfig
     from mlproj.data.images import ImageBatches
-    from mlproj.training.trainer import RunLogger, build_task, build_trainer, steps_per_chunk
+    from mlproj.training.trainer import build_task, steps_per_chunk
 
-    cfg = OmegaConf.structured(TrainerConfig)
-    cfg.accelerator = "gpu" if device == "cuda" else "cpu"
-    cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = 1, epochs + 1, False, "none"
-    cfg.limit_val_batches = 1  # training throughput: validation is one batch per epoch
+    cfg = _trainer_cfg(TrainerConfig, device, epochs)
     module = build_task(cfg, make_model(), "classification", 10, optimizer=_adam)
     train = ImageBatches(x, y, batch, shuffle=True, chunk=steps_per_chunk(cfg), pre=pre, augment=[])
     val = ImageBatches(x[:batch], y[:batch], batch, pre=pre, augment=[])
-    with TemporaryDirectory(prefix="mlproj-bench-") as tmp:
-        work = Path(tmp)
-        client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-        run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
-        timer, logger = EpochTimer(device), RunLogger(client, run_id)
-        trainer = build_trainer(cfg, "classification", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
-        trainer.fit(module, train, val)
-        logger.flush()
-        client.set_terminated(run_id)
-    return len(x) * timer.epochs / timer.seconds
+    timer = fit_mlproj(cfg, module, train, val, "classification", device)
+    if breakdowns is not None:
+        breakdowns.append(timer.per_epoch_ms())
+    return timer.watch.result(len(x) * timer.epochs)
 
 
-def main(args) -> None:
+def main(args, info: dict[str, str]) -> None:
+    from benchmark import result_line
+
     rows = args.rows or (5_000 if args.quick else 20_000)
     epochs = args.epochs or (1 if args.quick else 3)
     batch = 64 if args.batch == 256 else args.batch  # 256 is the table family's default
     x, y, pre = make_images(rows)
-    rounds = []
-    for _ in range(args.repeat):  # in rotation: a busy neighbour slows both of a round alike
-        rounds.append(
-            {
-                name: fn(x, y, pre, batch, epochs, args.device)
-                for name, fn in (("raw", raw_loop), ("mlproj", mlproj_path))
-            }
-        )
-    results = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
-    each = [r["mlproj"] / r["raw"] for r in rounds]
-    print(f"{rows} digit images 1x8x8, CNN channels {CHANNELS}, batch {batch}, Adam, {epochs} timed epoch(s), "
-          f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
-          f"{f', median of {args.repeat} rounds' if args.repeat > 1 else ''}")  # fmt: skip
-    for name, rate in results.items():
-        print(f"  {name:<10} {rate:>10,.0f} images/s   {rate / results['raw']:.2f}x raw")
-    if args.repeat > 1:
-        print(f"  mlproj_vs_raw: rounds {', '.join(f'{v:.2f}' for v in each)} (median {statistics.median(each):.2f})")
-    out = {"family": "image", "mlproj_vs_raw": round(statistics.median(each), 3)}
-    print(json.dumps({**out, "samples_per_s": {k: round(v) for k, v in results.items()}}))
+    breakdowns: list[dict[str, float]] = []
+    common = (x, y, pre, batch, epochs, args.device)
+    chosen = {"raw": partial(raw_loop, *common), "mlproj": partial(mlproj_path, *common, breakdowns=breakdowns)}
+    print(f"{rows} digit images 1x8x8, CNN channels {CHANNELS}, batch {batch}, Adam, {epochs} timed epoch(s) after a "
+          f"warm-up one, device {args.device}, {args.repeat} interleaved round(s), median [min-max, IQR]")  # fmt: skip
+    summary = summarise(run_rounds(chosen, args.repeat), [("mlproj", "raw")], unit="images/s")
+    breakdown = print_breakdown(breakdowns)
+    print(json.dumps({"family": "image", **result_line(summary, breakdown, info)}))

@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -106,8 +107,9 @@ def mlproj_run(csv: Path, model: str, epochs: int, extra: list[str], work: Path)
 
 def throughput(prepared, epochs: int, batch: int, repeat: int) -> dict[str, float]:
     """Samples/s of the embedding_bag network on the training ids: a hand-written loop vs mlproj's path, in
-    rotation for `repeat` rounds (a busy neighbour slows both of a round alike); medians."""
-    import statistics
+    interleaved rounds (scripts/bench_runner.py: medians and spreads, wall and CPU time)."""
+    sys.path.insert(0, str(Path(__file__).parent))  # the shared runner beside this script
+    from bench_runner import run_rounds, summarise
 
     from mlproj.models.text import EmbeddingBag
 
@@ -119,14 +121,23 @@ def throughput(prepared, epochs: int, batch: int, repeat: int) -> dict[str, floa
         torch.manual_seed(0)
         return EmbeddingBag(vocab, 1)
 
-    rounds = [
-        (_raw_loop(network(), x, y, batch, epochs), _mlproj_path(network(), x, y, batch, epochs)) for _ in range(repeat)
-    ]
-    raw, ours = statistics.median(r[0] for r in rounds), statistics.median(r[1] for r in rounds)
-    return {"raw": raw, "mlproj": ours, "mlproj_vs_raw": statistics.median(r[1] / r[0] for r in rounds)}
+    chosen = {
+        "raw": lambda: _raw_loop(network(), x, y, batch, epochs),
+        "mlproj": lambda: _mlproj_path(network(), x, y, batch, epochs),
+    }
+    summary = summarise(run_rounds(chosen, repeat), [("mlproj", "raw")])
+    ratio = summary["ratios"]["mlproj_vs_raw"]
+    return {
+        "raw": summary["pipelines"]["raw"]["wall"]["median"],
+        "mlproj": summary["pipelines"]["mlproj"]["wall"]["median"],
+        "mlproj_vs_raw": ratio["wall"]["median"],
+        "mlproj_vs_raw_cpu": ratio["cpu"]["median"],
+    }
 
 
-def _raw_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int) -> float:
+def _raw_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int):
+    from bench_runner import Stopwatch
+
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def epoch() -> None:
@@ -139,54 +150,33 @@ def _raw_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
             opt.step()
 
     epoch()  # warm-up
-    began = time.perf_counter()
+    watch = Stopwatch()
+    watch.start()
     for _ in range(epochs):
         epoch()
-    return len(x) * epochs / (time.perf_counter() - began)
+    watch.stop()
+    return watch.result(len(x) * epochs)
 
 
-def _mlproj_path(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int) -> float:
-    """Built as mlproj.train builds a run (scripts/benchmark.py's mlproj_path, with the text network)."""
-    import importlib.util
-
-    from mlflow.tracking import MlflowClient
-    from omegaconf import OmegaConf
+def _mlproj_path(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int):
+    """Built as mlproj.train builds a run (scripts/benchmark.py's fit_mlproj, with the text network)."""
+    from benchmark import _adam, _trainer_cfg, fit_mlproj
 
     from mlproj.config.schema import TrainerConfig
-    from mlproj.training.trainer import RunLogger, build_batches, build_task, build_trainer
+    from mlproj.training.trainer import build_batches, build_task
 
-    spec = importlib.util.spec_from_file_location("benchmark", Path(__file__).with_name("benchmark.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    cfg = OmegaConf.structured(TrainerConfig)
-    cfg.accelerator, cfg.devices, cfg.max_epochs, cfg.early_stopping, cfg.progress_bar = (
-        "cpu",
-        1,
-        epochs + 1,
-        False,
-        "none",
-    )
-    cfg.limit_val_batches = 1
-    module = build_task(cfg, model, "classification", 2, optimizer=bench._adam)
+    cfg = _trainer_cfg(TrainerConfig, "cpu", epochs)
+    module = build_task(cfg, model, "classification", 2, optimizer=_adam)
     loaders = build_batches(cfg, {"train": (x, y), "val": (x[:batch], y[:batch])}, batch, shuffle=True)
-    with tempfile.TemporaryDirectory(prefix="mlproj-bench-") as tmp:
-        work = Path(tmp)
-        client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-        run_id = client.create_run(client.create_experiment("benchmark")).info.run_id
-        timer = bench.EpochTimer("cpu")
-        logger = RunLogger(client, run_id)
-        trainer = build_trainer(cfg, "classification", logger, work / "ckpt", quiet=True, extra_callbacks=[timer])
-        trainer.fit(module, loaders["train"], loaders["val"])
-        logger.flush()
-        client.set_terminated(run_id)
-    return len(x) * timer.epochs / timer.seconds
+    timer = fit_mlproj(cfg, module, loaders["train"], loaders["val"], "classification", "cpu")
+    return timer.watch.result(len(x) * timer.epochs)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="3 epochs per model, 1 timed throughput epoch, 1 round")
     p.add_argument("--epochs", type=int, help="training epochs per mlproj model (default 15; --quick 3)")
-    p.add_argument("--repeat", type=int, help="throughput rounds (default 3; --quick 1)")
+    p.add_argument("--repeat", type=int, help="throughput rounds (default 5; --quick 1)")
     p.add_argument("--models", nargs="*", default=["embedding_bag", "text_transformer"])
     args = p.parse_args()
     epochs = args.epochs or (3 if args.quick else 15)
@@ -207,7 +197,7 @@ def main() -> None:
         }
         for model in args.models:
             results[model] = mlproj_run(csv, model, epochs, extra.get(model, []), work)
-        speed = throughput(prepared, 1 if args.quick else 3, 64, args.repeat or (1 if args.quick else 3))
+        speed = throughput(prepared, 1 if args.quick else 3, 64, args.repeat or (1 if args.quick else 5))
     sizes = {name: len(part.raw) for name, part in prepared.splits.items()}
     print(f"SMS Spam Collection ({sum(sizes.values())} rows; split {sizes}), vocabulary {prepared.pre.num_features}, "
           f"length {prepared.pre.length}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
@@ -216,10 +206,10 @@ def main() -> None:
         extra_text = f"  {r['seconds']:.0f} s" if "seconds" in r else f"  (C={r['C']})"
         print(f"  {name:<18} test_accuracy {r['test_accuracy']:.4f}  test_f1 {r['test_f1']:.4f}{extra_text}")
     print(f"  throughput (embedding_bag, batch 64): raw {speed['raw']:,.0f} samples/s, mlproj {speed['mlproj']:,.0f} "
-          f"samples/s ({speed['mlproj_vs_raw']:.2f}x raw)")  # fmt: skip
+          f"samples/s ({speed['mlproj_vs_raw']:.2f}x raw; CPU time {speed['mlproj_vs_raw_cpu']:.2f}x)")  # fmt: skip
     summary = {name: round(float(r["test_accuracy"]), 4) for name, r in results.items()}
     gaps = {f"{m}_minus_tfidf_points": round(100 * (summary[m] - summary["tfidf_logreg"]), 2) for m in args.models}
-    speeds = {k: round(v, 3 if k.endswith("raw") else 0) for k, v in speed.items()}
+    speeds = {k: round(v, 3 if "_vs_" in k else 0) for k, v in speed.items()}
     print(json.dumps({"test_accuracy": summary, **gaps, "throughput": speeds}))
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The checks that need a CUDA GPU, in one command (about 5 minutes; each step has a time limit):
-#   1. the GPU-marked tests (pytest -m gpu: a bf16-mixed run on trainer=gpu, the benchmark on cuda >= 0.9x raw)
+# The checks that need a CUDA GPU, in one command (under 5 minutes; each step has a time limit):
+#   1. the GPU-marked tests but the benchmark's (pytest -m gpu: bf16-mixed runs, trainer.cuda_graphs=true)
 #   2. a bf16-mixed training run with python -m mlproj into a temporary sqlite store
-#   3. scripts/benchmark.py --device cuda (its last line is the JSON with the ratios)
+#   3. scripts/benchmark.py --device cuda --skip-lightning --repeat 3: the hand-written loop against mlproj,
+#      plain, with CUDA graphs, under bf16 and both (its last line is the JSON with the ratios; the target is
+#      mlproj_cuda_graphs_vs_raw >= 1.0)
 # Everything is written under $OUT (default benchmarks/gpu): one .txt per step, benchmark.json, summary.txt.
 # Uses $VENV (default .venv) when it exists, else creates .venv with scripts/setup.sh and a CUDA build of
 # torch (TORCH_SPEC; needs the network).
@@ -45,16 +47,16 @@ if ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
   exit 1
 fi
 
-step pytest_gpu 300 "$py" -m pytest -m gpu -ra -v -s tests/test_gpu.py
+step pytest_gpu 150 "$py" -m pytest -m gpu -ra -v -s tests/test_gpu.py -k "not benchmark" -p no:cacheprovider
 
 store=$(mktemp -d)
-step train_bf16 180 "$py" -m mlproj trainer=gpu trainer.precision=bf16-mixed data=synthetic data.rows=100000 \
+step train_bf16 60 "$py" -m mlproj trainer=gpu trainer.precision=bf16-mixed data=synthetic data.rows=100000 \
   data.features=32 data.batch_size=256 "model.hidden_sizes=[256,256]" trainer.max_epochs=5 trainer.log_every_n_steps=100 \
   trainer.progress_bar=plain "tracking.uri=sqlite:///$store/mlflow.db" tracking.experiment=gpu-check "hydra.run.dir=$store/hydra"
 rm -rf "$store"
 
-step benchmark 240 "$py" scripts/benchmark.py --device cuda
+step benchmark 200 "$py" scripts/benchmark.py --device cuda --skip-lightning --repeat 3
 tail -n 1 "$out/benchmark.txt" > "$out/benchmark.json"
-grep -E "samples/s|^[0-9]+ rows" "$out/benchmark.txt" | tee -a "$summary"
+grep -E "samples/s|_vs_|^[0-9]+ rows|^# " "$out/benchmark.txt" | tee -a "$summary"
 cat "$out/benchmark.json" | tee -a "$summary"
 exit $failed

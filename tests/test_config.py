@@ -198,6 +198,7 @@ def test_user_module_through_target(make_cfg):
         (["trainer=gpu"], "trainer.accelerator=gpu but this machine has no CUDA GPU"),
         (["trainer.accelerator=cuda"], "trainer.accelerator=cuda but this machine has no CUDA GPU"),
         (["trainer.precision=16-mixed"], "trainer.precision=16-mixed needs a GPU"),
+        (["trainer.cuda_graphs=true"], r"trainer.cuda_graphs=true needs a CUDA GPU \(trainer.accelerator=auto, 0 GPU"),
         (["trainer=ddp"], "trainer.strategy=ddp with trainer.accelerator=gpu but this machine has no CUDA GPU; set"),
         (["trainer.strategy=ddp"], "trainer.strategy=ddp with trainer.accelerator=auto .*trainer=ddp_cpu"),
     ],
@@ -209,6 +210,17 @@ def test_gpu_requests_without_a_gpu_are_refused_at_startup(make_cfg, overrides, 
         check_devices(make_cfg(*overrides))
     check_devices(make_cfg("trainer.precision=bf16-mixed"))
     check_devices(make_cfg("trainer=ddp_cpu"))
+
+
+def test_cuda_graphs_with_gradient_accumulation_are_refused_as_if_on_a_gpu(make_cfg):
+    """Checked as on a one-GPU machine (the check takes the count): accumulated gradients would live in the
+    graphs' memory that the next replay reuses."""
+    from mlproj.config.checks import check_gpu_path
+
+    cfg = make_cfg("trainer.cuda_graphs=true", "+trainer.accumulate_grad_batches=2")
+    with pytest.raises(ConfigError, match=r"^trainer.cuda_graphs=true with trainer.accumulate_grad_batches=2: not"):
+        check_gpu_path(cfg.trainer, 1, "gpu")
+    check_gpu_path(make_cfg("trainer.cuda_graphs=true").trainer, 1, "gpu")
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ def _data(rows: int = 200, features: int = 6, seed: int = 0) -> tuple[torch.Tens
     return x, x @ torch.randn(features, generator=gen) + 0.1 * torch.randn(rows, generator=gen)
 
 
-def _fit(tmp_path: Path, *, optimizer=None, scheduler=None, epochs: int = 1, data=None, **trainer_keys):
+def _fit(tmp_path: Path, *, optimizer=None, scheduler=None, epochs: int = 1, data=None, callbacks=None, **trainer_keys):
     """Fit a small MLP the way mlproj.train does; returns (module, trainer)."""
     from mlproj.models import MLP
 
@@ -51,7 +51,7 @@ def _fit(tmp_path: Path, *, optimizer=None, scheduler=None, epochs: int = 1, dat
         scheduler=scheduler,
     )
     loaders = build_batches(cfg, {"train": (x, y), "val": (x[:50], y[:50])}, batch_size=16, seed=0)
-    trainer = build_trainer(cfg, "regression", DummyLogger(), tmp_path / "ckpt", quiet=True)
+    trainer = build_trainer(cfg, "regression", DummyLogger(), tmp_path / "ckpt", quiet=True, extra_callbacks=callbacks)
     trainer.fit(module, loaders["train"], loaders["val"])
     return module, trainer
 
@@ -159,3 +159,77 @@ def test_compiled_training_packages_the_plain_network(make_cfg, store, tmp_path)
 
     predicted = mlflow.pyfunc.load_model(result.model_uri).predict(load_diabetes(as_frame=True).data.head(5))
     assert len(predicted) == 5
+
+
+def test_last_checkpoint_every_epoch_and_best_only_when_it_improves(tmp_path):
+    """lr=0: val_loss never improves after the first epoch, so best.ckpt stays at epoch 0 while last.ckpt (what
+    resume=auto continues from) follows every epoch (Lightning's save_last=True left it at epoch 0 too)."""
+    _, trainer = _fit(tmp_path, optimizer=partial(torch.optim.SGD, lr=0.0), epochs=3)
+    folder = tmp_path / "ckpt"
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    best = torch.load(folder / "best.ckpt", weights_only=False)
+    assert (last["epoch"], best["epoch"]) == (2, 0)
+    assert not (folder / "last.ckpt").is_symlink()
+    assert Path(trainer.checkpoint_callback.best_model_path).name == "best.ckpt"
+
+
+def test_last_checkpoint_links_to_a_best_checkpoint_written_at_the_same_epoch(tmp_path):
+    """A model that keeps improving: one write per epoch, last.ckpt a link to best.ckpt (never written through)."""
+    _fit(tmp_path, epochs=3)
+    folder = tmp_path / "ckpt"
+    assert (folder / "last.ckpt").is_symlink() and (folder / "last.ckpt").resolve() == (folder / "best.ckpt")
+    assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_a_checkpoint_read_waits_for_the_background_writes(tmp_path):
+    """Checkpoints are written in a background thread; a load (the tuner restores what it has just saved) sees
+    the file complete."""
+    from lightning_fabric.plugins import TorchCheckpointIO
+
+    from mlproj.training.checkpoints import BackgroundCheckpointIO
+
+    io = BackgroundCheckpointIO(TorchCheckpointIO())
+    state = {"w": torch.randn(2000, 500)}
+    for i in range(3):  # queued writes, the last one of the file read below
+        io.save_checkpoint({**state, "i": i}, tmp_path / "a.ckpt")
+    loaded = io.load_checkpoint(tmp_path / "a.ckpt")
+    assert loaded["i"] == 2 and torch.equal(loaded["w"], state["w"])
+    io.remove_checkpoint(tmp_path / "a.ckpt")
+    io.teardown()
+    assert not (tmp_path / "a.ckpt").exists()
+
+
+def test_cuda_graphs_compile_the_step_in_reduce_overhead_mode_and_train_as_eager(tmp_path, monkeypatch):
+    """trainer.cuda_graphs: the network's forward compiled with mode="reduce-overhead" and static shapes (the
+    real capture needs a GPU: tests/test_gpu.py). Here torch.compile hands the function back, so the graphs'
+    step (a new iteration marked per minibatch, outputs copied for the metrics) runs eagerly on the CPU and
+    must train exactly as the plain step does."""
+    plain, _ = _fit(tmp_path / "plain", epochs=2)
+    calls: list[dict] = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: calls.append(options) or fn)
+    graphs, _ = _fit(tmp_path / "graphs", epochs=2, cuda_graphs=True)
+    assert calls == [{"mode": "reduce-overhead", "dynamic": False}] and graphs._graphs
+    for a, b in zip(plain.model.parameters(), graphs.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_direct_optimizer_steps_train_as_lightnings_and_give_way_to_a_per_step_hook(tmp_path):
+    """On one device in 32-bit, the task steps the optimizer itself (mlproj.tasks.steps): the same weights and
+    global_step as through Lightning's manual_backward / LightningOptimizer.step, which a callback with a
+    per-step hook (here on_after_backward, which must be called) still gets."""
+    import pytorch_lightning as pl
+
+    class Counting(pl.Callback):
+        calls = 0
+
+        def on_after_backward(self, trainer, module):
+            Counting.calls += 1
+
+    lean, t_lean = _fit(tmp_path / "lean", epochs=2, steps_per_chunk=4)
+    hooked, t_hooked = _fit(tmp_path / "hooked", epochs=2, steps_per_chunk=4, callbacks=[Counting()])
+    assert lean._lean and not hooked._lean
+    assert Counting.calls == t_hooked.global_step == t_lean.global_step == 2 * 13  # 200 rows / 16: 13 minibatches
+    for a, b in zip(lean.model.parameters(), hooked.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    clipped, _ = _fit(tmp_path / "clipped", epochs=1, gradient_clip_val=0.5)
+    assert not clipped._lean  # clipping is Lightning's (after AMP unscaling)

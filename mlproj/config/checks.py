@@ -248,6 +248,28 @@ def check_devices(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.devices={wanted} names a GPU this machine lacks (ids 0..{gpus - 1})")
     if gpus == 0 and str(t.precision).startswith("16"):
         raise ConfigError(f"trainer.precision={t.precision} needs a GPU; on CPU use bf16-mixed or 32-true")
+    check_gpu_path(t, gpus, accelerator)
+
+
+def check_gpu_path(t: DictConfig, gpus: int, accelerator: str) -> None:
+    """CUDA graphs need a CUDA device; bf16 on a GPU needs one that has it (compute capability 8.0+)."""
+    import torch
+
+    on_gpu = gpus > 0 and accelerator != "cpu"
+    if t.get("cuda_graphs") and not on_gpu:
+        raise ConfigError(
+            f"trainer.cuda_graphs=true needs a CUDA GPU (trainer.accelerator={accelerator}, {gpus} GPU(s)); "
+            "leave it false on CPU (trainer.compile=true compiles for the CPU)"
+        )
+    accumulate = t.get("accumulate_grad_batches") or 1
+    if t.get("cuda_graphs") and accumulate != 1:
+        # Gradients summed over minibatches would live in the graphs' memory, which the next replay reuses.
+        raise ConfigError(
+            f"trainer.cuda_graphs=true with trainer.accumulate_grad_batches={accumulate}: not together; "
+            "use a larger data.batch_size instead of accumulating, or trainer.cuda_graphs=false"
+        )
+    if on_gpu and str(t.precision).startswith("bf16") and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"trainer.precision={t.precision}: this GPU has no bf16; use 16-mixed or 32-true")
 
 
 def check_task_metrics(cfg: DictConfig, task: str) -> None:

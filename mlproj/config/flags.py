@@ -63,7 +63,8 @@ def task_options(cfg: Any) -> dict[str, Any]:
         "gradient_clip_algorithm": flags.get("gradient_clip_algorithm") or "norm",
         "accumulate_grad_batches": flags.get("accumulate_grad_batches") or 1,
         "log_every_n_steps": cfg.log_every_n_steps,
-        "compile": cfg.compile,
+        # CUDA graphs are torch.compile's reduce-overhead mode (a mode string for SupervisedTask's `compile`)
+        "compile": "reduce-overhead" if cfg.get("cuda_graphs") else cfg.compile,
     }
 
 

@@ -78,6 +78,9 @@ class TrainerConfig:
     # value over the epoch so far. None: epoch end only (no host sync during an epoch).
     log_every_n_steps: int | None = None
     compile: bool = False  # torch.compile the network for the training steps (needs a C compiler on CPU)
+    # CUDA graphs for the training steps' forward and backward (torch.compile mode="reduce-overhead"): a small
+    # model's step stops being bound by kernel launches. CUDA GPUs only (refused at startup elsewhere).
+    cuda_graphs: bool = False
     # Optimizer steps per Lightning training step (minibatches per item of the training iterable), to
     # amortise Lightning's per-step loop overhead. None: automatic (32; 1 when limit_train_batches,
     # overfit_batches or fast_dev_run count batches). trainer.global_step always counts optimizer steps.

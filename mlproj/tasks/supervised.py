@@ -36,7 +36,7 @@ from mlproj.data.batches import Batch, TensorBatches
 from mlproj.errors import TrainingDiverged
 from mlproj.metrics import REGRESSION, STAGES, build_metrics
 from mlproj.metrics import mode as metric_mode
-from mlproj.tasks import imbalance
+from mlproj.tasks import imbalance, steps
 
 
 class SupervisedTask(pl.LightningModule):
@@ -80,7 +80,7 @@ class SupervisedTask(pl.LightningModule):
         gradient_clip_algorithm: str = "norm",
         accumulate_grad_batches: int = 1,
         log_every_n_steps: int | None = None,
-        compile: bool = False,
+        compile: bool | str = False,  # True, or a torch.compile mode ("reduce-overhead": CUDA graphs)
         class_weight: str | list[float] | None = "auto",
         threshold: str | float = "auto",
         class_counts: list[int] | None = None,
@@ -95,13 +95,15 @@ class SupervisedTask(pl.LightningModule):
         # Compiled for the training steps only (validation and test run eagerly, no recompilation for
         # eval mode). A compiled function rather than torch.compile(model), an OptimizedModule that would
         # become a submodule and put "_orig_mod." keys in checkpoints; the packaged model is `self.model`.
+        self._graphs = compile == "reduce-overhead"
         self._compiled: Callable[[torch.Tensor], torch.Tensor] | None = (
-            torch.compile(model.forward) if compile else None
+            torch.compile(model.forward, **compile_options(compile)) if compile else None
         )
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.accumulate_grad_batches = max(1, int(accumulate_grad_batches))
         self._accumulated = 0  # minibatches whose gradients wait for the next optimizer step
+        self._lean = False  # optimizer steps without Lightning's per-minibatch hooks (mlproj.tasks.steps)
         # The finder of Lightning's Tuner running ("lr_find", "scale_batch_size"), set by
         # mlproj.training.tuning: its sweeps diverge on purpose.
         self.tuning = ""
@@ -201,15 +203,21 @@ class SupervisedTask(pl.LightningModule):
         k = self.accumulate_grad_batches
         last_of_epoch = k > 1 and self._epoch_ends_here()
         for i, (x, y) in enumerate(chunk):
+            if self._graphs:  # a new iteration: the graphs' output memory is reused from here on
+                torch.compiler.cudagraph_mark_step_begin()
             loss, out = self._loss(forward(x), y)
             if k == 1:
                 optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss / k if k > 1 else loss)
-            pending.append((loss.detach(), out.detach(), y))
+            (steps.backward if self._lean else self.manual_backward)(loss / k if k > 1 else loss)
+            # A graph's outputs are overwritten by its next replay: the metrics get a copy.
+            pending.append((loss.detach(), out.detach().clone() if self._graphs else out.detach(), y))
             self._accumulated += 1
             if self._accumulated < k and not (last_of_epoch and i == len(chunk) - 1):
                 continue
-            optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+            if self._lean:
+                steps.step(optimizer)
+            else:
+                optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
             if k > 1:
                 optimizer.zero_grad(set_to_none=True)
             self._accumulated = 0
@@ -232,6 +240,7 @@ class SupervisedTask(pl.LightningModule):
     def on_train_start(self) -> None:
         # The tables move to the training device once, so a step slices device memory (no per-step copy).
         _to_device(self.trainer.train_dataloader, self.device)
+        self._lean = not self.tuning and steps.lean_steps(self, SupervisedTask, bool(self.gradient_clip_val))
         self._accumulated = 0
         self.optimizers().zero_grad(set_to_none=True)
 
@@ -379,6 +388,14 @@ class SupervisedTask(pl.LightningModule):
             scheduler = self.scheduler_factory(optimizer)
         # Stepped by _step_scheduler (manual optimization), the plateau one with self.monitor.
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def compile_options(compile: bool | str) -> dict[str, Any]:
+    """torch.compile's arguments: a mode string as its `mode`; CUDA graphs with static shapes (one graph per
+    minibatch size: the full one and an epoch's shorter last one), not dynamic ones."""
+    if not isinstance(compile, str):
+        return {}
+    return {"mode": compile, "dynamic": False} if compile == "reduce-overhead" else {"mode": compile}
 
 
 def _to_device(loaders: Any, device: torch.device) -> None:

@@ -27,6 +27,7 @@ from mlproj.config.schema import TrainerConfig, plain
 from mlproj.data.batches import TensorBatches, split_batches
 from mlproj.tasks.supervised import SupervisedTask
 from mlproj.tracking.outage import MetricBuffer, Outage
+from mlproj.training.checkpoints import BackgroundCheckpointIO, LastCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +218,16 @@ def build_trainer(
         filename="best",
         monitor=monitor,
         mode=mode,
-        save_last=True,  # last.ckpt: where resume=auto continues from (the end of the last full epoch)
     )
+    # last.ckpt: where resume=auto continues from (the end of the last full epoch); see training.checkpoints
+    last = LastCheckpoint(str(checkpoint_dir), best=checkpoint)
     # SIGTERM (a preemption), Ctrl-C or a crash: keep the state reached so far, in its own file, because
     # Lightning would otherwise write it over best.ckpt (the weights the test and the logged model use).
     interrupted = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="interrupted", save_top_k=0, save_on_exception=True, monitor=None
     )
     progress = [] if quiet else progress_callbacks(plain(cfg.progress_bar), cfg.max_epochs)
-    chosen = [checkpoint, interrupted, *progress, *(extra_callbacks or []), *build_callbacks(callbacks)]
+    chosen = [checkpoint, last, interrupted, *progress, *(extra_callbacks or []), *build_callbacks(callbacks)]
     if cfg.early_stopping:
         chosen.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))
     devices = list(cfg.devices) if OmegaConf.is_list(cfg.devices) else cfg.devices
@@ -256,5 +258,6 @@ def build_trainer(
         callbacks=chosen,
         default_root_dir=str(checkpoint_dir.parent),
         num_sanity_val_steps=0,
+        plugins=[BackgroundCheckpointIO()],  # checkpoint writes off the training's critical path
     )
     return pl.Trainer(**{**defaults, **flags})
