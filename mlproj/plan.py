@@ -127,6 +127,8 @@ def model_sizes(plan: Plan, loss: Any, cfg: DictConfig) -> dict[str, Any]:
     }
     if _takes(families.resolve(cfg.model, "model", "model"), "in_shape"):
         sizes["in_shape"] = list(plan.input_shape)
+    if _takes(families.resolve(cfg.model, "model", "model"), "categories"):  # a table's one-hot blocks, embedded
+        sizes["categories"] = list(getattr(plan.pre, "cardinalities", None) or [])
     return sizes
 
 

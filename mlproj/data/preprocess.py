@@ -115,6 +115,12 @@ class Preprocessor:
         return len(self.numeric) + sum(len(c.categories) + 2 for c in self.categorical)
 
     @property
+    def cardinalities(self) -> list[int]:
+        """Slots per categorical column (its categories, "other", "missing"): the one-hot blocks that follow the
+        numeric columns in `transform`'s output, in order. Embedding models (mlproj.models.tabular) take them."""
+        return [len(c.categories) + 2 for c in self.categorical]
+
+    @property
     def num_outputs(self) -> int:
         if self.task == REGRESSION:
             return 1
@@ -132,15 +138,24 @@ class Preprocessor:
                 values = np.where(np.isnan(values), col.fill, values)
                 num[:, j] = (values - col.mean) / (col.std or 1.0)
             blocks.append(num)
-        for col in self.categorical:
+        if self.categorical:
+            codes = self.category_indices(frame)
+            for j, slots in enumerate(self.cardinalities):
+                onehot = np.zeros((len(frame), slots), dtype=np.float64)
+                onehot[np.arange(len(frame)), codes[:, j]] = 1.0
+                blocks.append(onehot)
+        return np.hstack(blocks).astype(np.float32)
+
+    def category_indices(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each categorical column's slot index per row (int64, rows x columns): its category's position, then
+        "other" (rare or unseen) and "missing"."""
+        out = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
+        for j, col in enumerate(self.categorical):
             raw = frame[col.name]
             codes = pd.Categorical(raw.astype(str), categories=col.categories).codes.astype(np.int64)
             codes = np.where(codes < 0, len(col.categories), codes)  # rare or unseen -> "other"
-            codes = np.where(raw.isna().to_numpy(), len(col.categories) + 1, codes)  # -> "missing"
-            onehot = np.zeros((len(frame), len(col.categories) + 2), dtype=np.float64)
-            onehot[np.arange(len(frame)), codes] = 1.0
-            blocks.append(onehot)
-        return np.hstack(blocks).astype(np.float32)
+            out[:, j] = np.where(raw.isna().to_numpy(), len(col.categories) + 1, codes)  # -> "missing"
+        return out
 
     def encode_target(self, target: pd.Series) -> np.ndarray:
         if self.task == REGRESSION:
