@@ -71,7 +71,18 @@ def test_groups_are_the_documented_ones():
         "wine",
     ]
     assert options("task") == ["supervised"]
-    assert options("model") == ["cnn", "embedding_bag", "gru", "linear", "mlp", "resnet", "tcn", "text_transformer"]
+    assert options("model") == [
+        "cnn",
+        "embedding_bag",
+        "ft_transformer",
+        "gru",
+        "linear",
+        "mlp",
+        "resnet",
+        "resnet_mlp",
+        "tcn",
+        "text_transformer",
+    ]
     assert options("optimizer") == ["adam", "adamw", "sgd"]
     assert options("scheduler") == ["cosine", "none", "plateau"]
     assert options("trainer") == ["auto", "cpu", "ddp", "ddp_cpu", "gpu"]
