@@ -98,3 +98,11 @@ def test_networks_refuse_sizes_that_do_not_fit():
         ResNetMLP(4, 1, categories=[3, 3])
     with pytest.raises(ValueError, match="multiple of heads"):
         FTTransformer(4, 1, d_token=10, heads=4)
+
+
+def test_resnet_mlp_trains_on_a_one_row_batch():
+    """An epoch's last batch may hold one row (rows % batch_size == 1): batch norm must not fail on it."""
+    net = ResNetMLP(5, 1, categories=[3], width=8).train()
+    x = torch.tensor([[0.5, -1.0, 0.0, 1.0, 0.0]])
+    net(x).sum().backward()
+    assert net.first.weight.grad is not None

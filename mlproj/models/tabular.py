@@ -19,6 +19,16 @@ def _check_dropout(**values: float) -> None:
             raise ValueError(f"{name}={value} must be in [0, 1)")
 
 
+class _BatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d that normalises a one-row training batch (an epoch's last, rows % batch_size == 1) with its
+    running statistics instead of failing: batch statistics of one row do not exist."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and len(x) == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False)
+        return super().forward(x)
+
+
 class ResNetMLP(nn.Module):
     """Embeddings -> Linear(width) -> `blocks` x [BatchNorm, Linear(width*hidden_factor), ReLU, Dropout,
     Linear(width), Dropout, + skip] -> BatchNorm, ReLU, Linear(out_features)."""
@@ -46,7 +56,7 @@ class ResNetMLP(nn.Module):
         hidden = max(1, int(width * hidden_factor))
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                nn.BatchNorm1d(width),
+                _BatchNorm(width),
                 nn.Linear(width, hidden),
                 nn.ReLU(),
                 nn.Dropout(dropout),
@@ -55,7 +65,7 @@ class ResNetMLP(nn.Module):
             )
             for _ in range(blocks)
         )
-        self.head = nn.Sequential(nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, out_features))
+        self.head = nn.Sequential(_BatchNorm(width), nn.ReLU(), nn.Linear(width, out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.first(self.tokens.flatten(x.flatten(1)))
