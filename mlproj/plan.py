@@ -129,6 +129,10 @@ def model_sizes(plan: Plan, loss: Any, cfg: DictConfig) -> dict[str, Any]:
         sizes["in_shape"] = list(plan.input_shape)
     if _takes(families.resolve(cfg.model, "model", "model"), "categories"):  # a table's one-hot blocks, embedded
         sizes["categories"] = list(getattr(plan.pre, "cardinalities", None) or [])
+    if _takes(families.resolve(cfg.model, "model", "model"), "bins"):  # piecewise-linear numeric embeddings
+        from mlproj.data.bins import table_edges
+
+        sizes["bins"] = table_edges(plan.prepared)
     return sizes
 
 

@@ -14,11 +14,12 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from mlproj.config.checks import check_config
+from mlproj.data.bins import quantile_edges
 from mlproj.data.prepare import prepare
 from mlproj.data.preprocess import Preprocessor
 from mlproj.data.sources import load_table
 from mlproj.models import FTTransformer, ResNetMLP
-from mlproj.models.embeddings import CategoryEmbedding
+from mlproj.models.embeddings import CategoryEmbedding, PiecewiseLinearEmbedding
 from mlproj.plan import make_plan, model_sizes
 from tests.conftest import houses_frame, train_once
 
@@ -64,11 +65,16 @@ def test_model_composes_validates_and_gets_the_tables_categories(make_cfg, tmp_p
     sizes = model_sizes(plan, None, cfg)
     assert sizes["categories"] == plan.pre.cardinalities and len(sizes["categories"]) == 2
     assert sizes["in_features"] == len(plan.pre.numeric) + sum(sizes["categories"])
+    numeric = plan.prepared.splits["train"].x[:, : len(plan.pre.numeric)]
+    assert sizes["bins"] == quantile_edges(numeric) and len(sizes["bins"]) == 2
 
 
 @pytest.mark.parametrize(
     ("model", "overrides"),
-    [("resnet_mlp", ["model.numeric_embedding=periodic", "model.width=16"]), ("ft_transformer", ["model.d_token=8"])],
+    [
+        ("resnet_mlp", ["model.numeric_embedding=periodic", "model.width=16"]),
+        ("ft_transformer", ["model.d_token=8", "model.numeric_embedding=piecewise"]),
+    ],
 )
 def test_model_trains_and_round_trips_through_the_packaged_pyfunc(tmp_path, model, overrides):
     csv = tmp_path / "houses.csv"
@@ -81,6 +87,7 @@ def test_model_trains_and_round_trips_through_the_packaged_pyfunc(tmp_path, mode
     meta = json.loads(next(local.rglob("mlproj.json")).read_text())
     categories = meta["required"]["categories"]
     assert categories == Preprocessor.from_dict(meta["preprocessing"]).cardinalities and len(categories) == 2
+    assert len(meta["required"]["bins"]) == 2  # area, rooms: their quantile edges travel in the recipe
     raw = pd.read_csv(csv).head(30)
     loaded = mlflow.pyfunc.load_model(result.model_uri)
     out = loaded.predict(raw, params={"probabilities": True})
@@ -106,3 +113,20 @@ def test_resnet_mlp_trains_on_a_one_row_batch():
     x = torch.tensor([[0.5, -1.0, 0.0, 1.0, 0.0]])
     net(x).sum().backward()
     assert net.first.weight.grad is not None
+
+
+def test_piecewise_linear_encoding_of_quantile_bins():
+    embed = PiecewiseLinearEmbedding([[0.0, 1.0, 3.0], [0.0, 2.0]], dim=4)  # 2 bins, then 1 (padded)
+    x = torch.tensor([[0.5, 1.0], [2.0, -2.0], [-1.0, 4.0], [5.0, 0.0]])
+    expected = [
+        [[0.5, 0.0], [0.5, 0.0]],
+        [[1.0, 0.5], [-1.0, 0.0]],  # below the first edge: the first bin goes negative
+        [[-1.0, 0.0], [2.0, 0.0]],  # above the last edge: the last bin goes past 1
+        [[1.0, 2.0], [0.0, 0.0]],
+    ]
+    assert torch.allclose(embed.encode(x), torch.tensor(expected))
+    assert embed(x).shape == (4, 2, 4) and not any("left" in k for k in embed.state_dict())
+    assert quantile_edges(np.array([[0.0, 5.0], [1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]), bins=2) == [
+        [0.0, 1.5, 3.0],
+        [4.0, 6.0],  # a constant column: one bin around it
+    ]

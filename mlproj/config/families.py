@@ -423,7 +423,13 @@ def check_targets(cfg: Any) -> None:
     task's parts), before anything runs. Raises ConfigError naming the key."""
     from omegaconf import DictConfig, OmegaConf
 
-    check(cfg.model, "model", "model", required=("in_features", "out_features"), offered=("in_shape", "categories"))
+    check(
+        cfg.model,
+        "model",
+        "model",
+        required=("in_features", "out_features"),
+        offered=("in_shape", "categories", "bins"),
+    )
     check(cfg.optimizer, "optimizer", "optimizer", required=("params",))
     if _is_set(cfg.get("scheduler")):
         check(cfg.scheduler, "scheduler", "scheduler", required=("optimizer",))

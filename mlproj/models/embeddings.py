@@ -5,8 +5,10 @@ one-hot block per categorical column (`Preprocessor.cardinalities`, passed to a 
 categorical block becomes its slot's row of an embedding table (the one-hot's index: exact, since each block has
 exactly one 1, "other" and "missing" included). A numeric column becomes `x * w + b` (linear), or the periodic
 embedding of Gorishniy et al. 2022 ("On Embeddings for Numerical Features in Tabular Deep Learning", PLR:
-cos/sin of trained frequencies, a per-column linear layer, ReLU). Nothing is fitted outside the network, so the
-packaged model needs no state beyond its weights and the preprocessing's JSON.
+cos/sin of trained frequencies, a per-column linear layer, ReLU), or its piecewise-linear encoding over the
+training split's quantile bins (mlproj.data.bins; the edges come in as `bins`, part of the packaged recipe),
+then a per-column linear layer and ReLU. The packaged model needs no state beyond its weights, its recipe and
+the preprocessing's JSON.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-NumericEmbedding = Literal["none", "linear", "periodic"]
+NumericEmbedding = Literal["none", "linear", "periodic", "piecewise"]
 
 
 def split_sizes(in_features: int, categories: Sequence[int]) -> int:
@@ -43,6 +45,41 @@ class PeriodicEmbedding(nn.Module):
         v = 2 * math.pi * self.frequencies * x.unsqueeze(-1)
         features = torch.cat([torch.cos(v), torch.sin(v)], dim=-1)
         return torch.relu(torch.einsum("bcf,cfd->bcd", features, self.weight) + self.bias)
+
+
+class PiecewiseLinearEmbedding(nn.Module):
+    """PLE: bin t of x's column -> [1]*(t) + [(x - left_t) / width_t] + [0]*(...); the first and last bins extend
+    beyond the edges seen in training. Then a per-column Linear(bins, dim) and ReLU."""
+
+    def __init__(self, edges: Sequence[Sequence[float]], dim: int) -> None:
+        super().__init__()
+        most = max(len(e) - 1 for e in edges)
+        left, width, mask = torch.zeros(len(edges), most), torch.ones(len(edges), most), torch.zeros(len(edges), most)
+        for j, column in enumerate(edges):
+            e = torch.tensor(column, dtype=torch.float32)
+            if len(e) < 2 or not bool((e[1:] > e[:-1]).all()):
+                raise ValueError(f"bins[{j}]={list(column)} must be increasing edges, at least two")
+            n = len(e) - 1
+            left[j, :n], width[j, :n], mask[j, :n] = e[:-1], e[1:] - e[:-1], 1.0
+        # Rebuilt from `bins` (the recipe), not stored with the weights.
+        self.register_buffer("left", left, persistent=False)
+        self.register_buffer("width", width, persistent=False)
+        self.register_buffer("mask", mask, persistent=False)
+        self.register_buffer("last", mask.sum(1).long() - 1, persistent=False)
+        bound = 1 / math.sqrt(most)
+        self.weight = nn.Parameter(torch.empty(len(edges), most, dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(len(edges), dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, columns] -> [B, columns, dim]
+        return torch.relu(torch.einsum("bct,ctd->bcd", self.encode(x), self.weight) + self.bias)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # [B, columns] -> [B, columns, bins]
+        ratio = (x.unsqueeze(-1) - self.left) / self.width
+        bins = torch.arange(ratio.shape[-1], device=x.device)
+        first, last = bins == 0, bins == self.last.unsqueeze(-1)  # open-ended: below the first, above the last
+        upper = torch.where(last, torch.full_like(ratio, torch.inf), torch.ones_like(ratio))
+        lower = torch.where(first, torch.full_like(ratio, -torch.inf), torch.zeros_like(ratio))
+        return torch.maximum(torch.minimum(ratio, upper), lower) * self.mask
 
 
 class LinearEmbedding(nn.Module):
@@ -87,12 +124,17 @@ class FeatureTokens(nn.Module):
         numeric: NumericEmbedding = "linear",
         frequencies: int = 16,
         sigma: float = 1.0,
+        bins: Sequence[Sequence[float]] = (),
     ) -> None:
         super().__init__()
         self.numeric_columns = split_sizes(in_features, categories)
         self.flat = numeric == "none"
         self.numeric: nn.Module | None = None
-        if self.numeric_columns and numeric == "periodic":
+        if self.numeric_columns and numeric == "piecewise":
+            if len(bins) != self.numeric_columns:
+                raise ValueError(f"numeric_embedding=piecewise needs bins for {self.numeric_columns} numeric columns")
+            self.numeric = PiecewiseLinearEmbedding(bins, dim)
+        elif self.numeric_columns and numeric == "periodic":
             self.numeric = PeriodicEmbedding(self.numeric_columns, dim, frequencies, sigma)
         elif self.numeric_columns and numeric == "linear":
             self.numeric = LinearEmbedding(self.numeric_columns, dim)

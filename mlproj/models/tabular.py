@@ -1,7 +1,8 @@
 """Networks for tables after Gorishniy et al. 2021 ("Revisiting Deep Learning Models for Tabular Data"): a ResNet
 of MLP blocks and the FT-Transformer. Both take mlproj's preprocessed rows (`in_features`, with the categorical
 one-hot blocks' sizes as `categories`, which mlproj passes) and embed categorical columns instead of reading
-their one-hot; numeric columns optionally through periodic embeddings (mlproj.models.embeddings)."""
+their one-hot; numeric columns optionally through periodic or piecewise-linear embeddings (the latter over the
+training split's quantile `bins`, which mlproj passes too; mlproj.models.embeddings)."""
 
 from __future__ import annotations
 
@@ -46,12 +47,13 @@ class ResNetMLP(nn.Module):
         numeric_embedding: NumericEmbedding = "none",
         frequencies: int = 16,
         sigma: float = 1.0,
+        bins: Sequence[Sequence[float]] = (),
     ) -> None:
         super().__init__()
         _check_dropout(dropout=dropout)
         if width < 1 or blocks < 0 or embed_dim < 1:
             raise ValueError(f"width={width}, blocks={blocks}, embed_dim={embed_dim} must be positive")
-        self.tokens = FeatureTokens(in_features, categories, embed_dim, numeric_embedding, frequencies, sigma)
+        self.tokens = FeatureTokens(in_features, categories, embed_dim, numeric_embedding, frequencies, sigma, bins)
         self.first = nn.Linear(self.tokens.out_features, width)
         hidden = max(1, int(width * hidden_factor))
         self.blocks = nn.ModuleList(
@@ -91,6 +93,7 @@ class FTTransformer(nn.Module):
         numeric_embedding: NumericEmbedding = "linear",
         frequencies: int = 16,
         sigma: float = 1.0,
+        bins: Sequence[Sequence[float]] = (),
     ) -> None:
         super().__init__()
         _check_dropout(attention_dropout=attention_dropout, ff_dropout=ff_dropout)
@@ -98,7 +101,7 @@ class FTTransformer(nn.Module):
             raise ValueError("numeric_embedding=none: a transformer needs tokens; use linear or periodic")
         if d_token < 1 or blocks < 1 or heads < 1 or d_token % heads:
             raise ValueError(f"d_token={d_token} must be a positive multiple of heads={heads}; blocks >= 1")
-        self.tokens = FeatureTokens(in_features, categories, d_token, numeric_embedding, frequencies, sigma)
+        self.tokens = FeatureTokens(in_features, categories, d_token, numeric_embedding, frequencies, sigma, bins)
         self.cls = nn.Parameter(torch.empty(1, 1, d_token).uniform_(-(d_token**-0.5), d_token**-0.5))
         layer = nn.TransformerEncoderLayer(
             d_token,
