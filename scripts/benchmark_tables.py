@@ -44,7 +44,9 @@ MODELS = {  # label: mlproj overrides
     "mlp": ["model=mlp"],
     "resnet_mlp": ["model=resnet_mlp"],
     "resnet_mlp_periodic": ["model=resnet_mlp", "model.numeric_embedding=periodic"],
+    "resnet_mlp_piecewise": ["model=resnet_mlp", "model.numeric_embedding=piecewise"],
     "ft_transformer": ["model=ft_transformer"],
+    "ft_transformer_piecewise": ["model=ft_transformer", "model.numeric_embedding=piecewise"],
 }
 
 
@@ -175,7 +177,23 @@ def main() -> None:
             for method, row in results.items():
                 rows.append({"table": table, "task": prepared.task, "method": method, **row})
                 print(json.dumps(rows[-1]), flush=True)
+    print(markdown(rows))
     print(json.dumps({"epochs": args.epochs, "rows": rows}))
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as one Markdown table: each table's score beside gradient boosting's (difference in points)."""
+    lines = [
+        "| table | method | R² / accuracy | vs HGB (points) | minority F1 | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    hgb = {r["table"]: r for r in rows if r["method"] == "hgb"}
+    for r in rows:
+        key = "r2" if r["task"] == "regression" else "accuracy"
+        gap = f"{100 * (r[key] - hgb[r['table']][key]):+.1f}" if r["table"] in hgb else ""
+        f1 = f"{r['minority_f1']:.3f}" if "minority_f1" in r else ""
+        lines.append(f"| {r['table']} | {r['method']} | {r[key]:.4f} | {gap} | {f1} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
