@@ -13,7 +13,8 @@ the fitted Preprocessor's features: imputed, standardised, one-hot): scikit-lear
 (defaults, random_state=0) and LinearRegression / LogisticRegression (max_iter=5000). Every score is computed
 here by scikit-learn on the test split's raw rows (mlproj: through the packaged pyfunc model): R², accuracy,
 and the F1 of the class rarest in training. Seconds: the whole mlproj command (start-up, training, test,
-packaging, logging), against a baseline's fit and predict.
+packaging, logging), against a baseline's fit and predict; and, less exposed to a busy machine, each network's
+time per training row relative to mlp's (batch 64, Adam, the models in rotation, median of 3 rounds).
 
     python scripts/benchmark_tables.py                      # all tables, models mlp resnet_mlp ft_transformer
     python scripts/benchmark_tables.py --tables default --models mlp --epochs 3   # the path works
@@ -148,6 +149,61 @@ def mlproj_run(csv: Path, target: str, model: str, epochs: int, work: Path, prep
     return {**scores(prepared.task, test.raw_target, predicted, rare), "seconds": seconds}
 
 
+def networks(prepared) -> tuple[dict, bool]:
+    """Each model option's network as mlproj builds it for this table (conf/model defaults and the plan's sizes)."""
+    from mlproj.data.bins import table_edges
+    from mlproj.models import MLP, FTTransformer, ResNetMLP
+
+    pre = prepared.pre
+    sizes = {"in_features": pre.num_features, "out_features": pre.num_outputs}
+    tab = {**sizes, "categories": pre.cardinalities, "bins": table_edges(prepared)}
+    makers = {
+        "mlp": lambda: MLP(**sizes),
+        "resnet_mlp": lambda: ResNetMLP(**tab),
+        "resnet_mlp_periodic": lambda: ResNetMLP(**tab, numeric_embedding="periodic"),
+        "resnet_mlp_piecewise": lambda: ResNetMLP(**tab, numeric_embedding="piecewise"),
+        "ft_transformer": lambda: FTTransformer(**tab),
+        "ft_transformer_piecewise": lambda: FTTransformer(**tab, numeric_embedding="piecewise"),
+    }
+    return makers, prepared.task == "regression"
+
+
+def step_speed(prepared, models: list[str], steps: int = 60, rounds: int = 3) -> dict[str, float]:
+    """Time per training row of each network relative to mlp's (batch 64, Adam), the models in rotation for
+    `rounds` rounds (a busy neighbour slows a round's models alike); medians."""
+    import statistics
+
+    import torch
+    from torch.nn import functional as F
+
+    makers, regression = networks(prepared)
+    x, y = torch.from_numpy(prepared.splits["train"].x), torch.from_numpy(prepared.splits["train"].y)
+    single = regression or prepared.pre.num_outputs == 1
+    loss = F.mse_loss if regression else (F.binary_cross_entropy_with_logits if single else F.cross_entropy)
+    target = y.float() if single else y
+
+    def timed(name: str) -> float:
+        torch.manual_seed(0)
+        net = makers[name]().train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        began = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (64,))
+            out = net(x[idx])
+            opt.zero_grad(set_to_none=True)
+            loss(out.squeeze(-1) if single else out, target[idx]).backward()
+            opt.step()
+        return time.perf_counter() - began
+
+    names = ["mlp", *(m for m in models if m != "mlp")]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            times[name].append(timed(name))
+    median = {name: statistics.median(t) for name, t in times.items()}
+    return {name: median[name] / median["mlp"] for name in names}
+
+
 def rarest(prepared):
     if prepared.task == "regression":
         return None
@@ -159,43 +215,50 @@ def main() -> None:
     p.add_argument("--tables", nargs="*", default=list(TABLES), choices=list(TABLES))
     p.add_argument("--models", nargs="*", default=["mlp", "resnet_mlp", "ft_transformer"], choices=list(MODELS))
     p.add_argument("--epochs", type=int, default=30, help="trainer.max_epochs (early stopping on val_loss stays on)")
+    p.add_argument("--speed-only", action="store_true", help="only the step times relative to mlp (no runs)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     for name in ("pytorch_lightning", "lightning", "mlflow", "mlproj"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    print(
-        f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()}"
-    )
+    print(f"# {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="mlproj-tables-bench-") as tmp:
-        work = Path(tmp)
         for table in args.tables:
-            csv, target = table_csv(table, work)
-            prepared = prepared_of(csv, target)
-            rare = rarest(prepared)
-            results = {
-                f"mlproj {m}": mlproj_run(csv, target, m, args.epochs, work, prepared, rare) for m in args.models
-            }
-            results.update(baselines(prepared, rare))
-            for method, row in results.items():
-                rows.append({"table": table, "task": prepared.task, "method": method, **row})
+            for method, row in one_table(table, args, Path(tmp)).items():
+                rows.append({"table": table, "method": method, **row})
                 print(json.dumps(rows[-1]), flush=True)
-    print(markdown(rows))
+    if not args.speed_only:
+        print(markdown(rows))
     print(json.dumps({"epochs": args.epochs, "rows": rows}))
+
+
+def one_table(table: str, args: argparse.Namespace, work: Path) -> dict[str, dict]:
+    """method -> its scores and seconds (the step-time ratio for mlproj's models) on one table."""
+    csv, target = table_csv(table, work)
+    prepared = prepared_of(csv, target)
+    rare = rarest(prepared)
+    results: dict[str, dict] = {}
+    if not args.speed_only:
+        results = {f"mlproj {m}": mlproj_run(csv, target, m, args.epochs, work, prepared, rare) for m in args.models}
+        results.update(baselines(prepared, rare))
+    for model, ratio in step_speed(prepared, args.models).items():
+        results.setdefault(f"mlproj {model}", {})["step_time_vs_mlp"] = ratio
+    return {method: {"task": prepared.task, **row} for method, row in results.items()}
 
 
 def markdown(rows: list[dict]) -> str:
     """The rows as one Markdown table: each table's score beside gradient boosting's (difference in points)."""
     lines = [
-        "| table | method | R² / accuracy | vs HGB (points) | minority F1 | seconds |",
-        "|---|---|---|---|---|---|",
+        "| table | method | R² / accuracy | vs HGB (points) | minority F1 | seconds | step time vs mlp |",
+        "|---|---|---|---|---|---|---|",
     ]
     hgb = {r["table"]: r for r in rows if r["method"] == "hgb"}
     for r in rows:
         key = "r2" if r["task"] == "regression" else "accuracy"
         gap = f"{100 * (r[key] - hgb[r['table']][key]):+.1f}" if r["table"] in hgb else ""
         f1 = f"{r['minority_f1']:.3f}" if "minority_f1" in r else ""
-        lines.append(f"| {r['table']} | {r['method']} | {r[key]:.4f} | {gap} | {f1} | {r['seconds']:.1f} |")
+        ratio = f"{r['step_time_vs_mlp']:.2f}x" if "step_time_vs_mlp" in r else ""
+        lines.append(f"| {r['table']} | {r['method']} | {r[key]:.4f} | {gap} | {f1} | {r['seconds']:.1f} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -26,5 +26,7 @@ def test_tables_benchmark_scores_mlproj_and_baselines_on_the_same_split(tmp_path
     assert set(rows) == {"hgb", "linear"} and rows["hgb"]["accuracy"] > rows["linear"]["accuracy"] > 0.5
     rows["mlproj mlp"] = bench.mlproj_run(csv, target, "mlp", 1, tmp_path, prepared, rare)
     assert 0.4 < rows["mlproj mlp"]["accuracy"] <= 1.0 and rows["mlproj mlp"]["seconds"] > 0
+    slower = bench.step_speed(prepared, ["mlp", "resnet_mlp_piecewise"], steps=3, rounds=1)
+    assert slower["mlp"] == 1.0 and slower["resnet_mlp_piecewise"] > 0
     table = bench.markdown([{"table": "hpc", "task": "classification", "method": m, **r} for m, r in rows.items()])
     assert "| hpc | hgb |" in table and "+0.0" in table and len(table.splitlines()) == 5
