@@ -28,6 +28,7 @@ from mlproj.data.base import DataSource
 from mlproj.errors import ConfigError
 
 SIZES = ("in_features", "out_features", "num_classes")
+FROM_THE_TABLE = ("categories", "bins")  # what mlproj passes a table network that takes them (model_sizes)
 
 
 @dataclass
@@ -92,6 +93,9 @@ def check_startup(cfg: DictConfig) -> None:
 def check_model_input(cfg: DictConfig, plan: Plan) -> None:
     """A network that takes `in_shape` (an image model) is built once on the meta device (no memory, no
     weights), so a shape it cannot take, or a bad starting-weights file, fails at startup in one line."""
+    for key in FROM_THE_TABLE:
+        if key in cfg.model and _takes(families.resolve(cfg.model, "model", "model"), key):
+            raise ConfigError(f"model.{key} is set by mlproj from the table's preprocessing; do not set it")
     if not _takes(families.resolve(cfg.model, "model", "model"), "in_shape"):
         return
     import torch

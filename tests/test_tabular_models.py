@@ -130,3 +130,13 @@ def test_piecewise_linear_encoding_of_quantile_bins():
         [0.0, 1.5, 3.0],
         [4.0, 6.0],  # a constant column: one bin around it
     ]
+
+
+def test_sizes_from_the_table_are_refused_in_the_config_before_any_store(make_cfg, tmp_path):
+    from mlproj.errors import ConfigError
+
+    db = tmp_path / "mlflow.db"
+    cfg = make_cfg("model=resnet_mlp", "+model.categories=[3]", f"tracking.uri='sqlite:///{db}'")
+    with pytest.raises(ConfigError, match=r"model\.categories is set by mlproj"):
+        make_plan(cfg)
+    assert not db.exists()
