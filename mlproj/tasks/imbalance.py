@@ -1,11 +1,12 @@
 """Imbalanced classes: class weights for the built-in loss, and a binary decision threshold chosen on validation.
 
 Defaults (`task.class_weight=auto`, `task.threshold=auto`) act only when the classes are imbalanced (the rarest
-has fewer than half the training rows of the most frequent). Two classes: the loss stays unweighted and the
-threshold on P(positive) maximises the minority class's F1 on the validation split (measured in
-benchmarks/2026-11-30-imbalance.md: balanced weights alone halve the minority F1 of a 3% table, and add nothing
-to the threshold). More classes (no threshold): the loss is weighted `balanced` (scikit-learn's rule,
-n / (k * n_c)). Monitoring val_f1 or val_accuracy chooses the threshold for that metric on any table. The
+has fewer than half the training rows of the most frequent). The loss stays unweighted (`auto` never weights it:
+measured, balanced weights halved the minority F1 of a 3% binary table and added nothing to the threshold,
+benchmarks/2026-11-30-imbalance.md, and cost 6.6 accuracy points and minority F1 on a 4-class table,
+benchmarks/2026-11-30-tables.md); `balanced` (scikit-learn's rule, n / (k * n_c)) or explicit weights are there
+to ask for. Two classes: the threshold on P(positive) maximises the minority class's F1 on the validation
+split. Monitoring val_f1 or val_accuracy chooses the threshold for that metric on any table. The
 threshold travels in the packaged model; probabilities are never changed by it.
 """
 
@@ -47,8 +48,8 @@ def imbalanced(counts: list[int] | None) -> bool:
 
 def class_weights(spec: Any, counts: list[int] | None) -> list[float] | None:
     """Per-class loss weights (label order), or None for an unweighted loss."""
-    if spec is None or spec == "none" or (spec == "auto" and (len(counts or []) <= 2 or not imbalanced(counts))):
-        return None  # auto: two classes are left to the decision threshold
+    if spec is None or spec in ("none", "auto"):
+        return None  # auto: unweighted (see the module docstring); two classes are left to the decision threshold
     if not isinstance(spec, str):
         return [float(w) for w in spec]
     if not counts or min(counts) == 0:
