@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlproj import metrics, tags
+from mlproj.config.naming import fill_default_experiment
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
 from mlproj.results import RunResult
@@ -25,6 +26,7 @@ from mlproj.tracking.outage import KEPT_FOLDER
 
 def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | None = None, sweep: str | None = None):
     """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
+    fill_default_experiment(cfg)
     plan = make_plan(cfg)
     mark_secrets(cfg)
     from mlproj.tracking import outage

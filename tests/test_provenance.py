@@ -28,6 +28,7 @@ def git(folder: Path, *args: str) -> str:
 
 def run_tags(folder: Path) -> dict[str, str]:
     store, result, _ = train_once(folder, "model=linear")
+    assert result.experiment == "mlproj-diabetes"  # the default experiment: named after the data
     return MlflowClient(store).get_run(result.run_id).data.tags
 
 

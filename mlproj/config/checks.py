@@ -149,7 +149,7 @@ def check_config(cfg: DictConfig) -> None:
     check_database_uri("tracking.uri", cfg.tracking.uri)
     check_database_uri("tracking.registry_uri", cfg.tracking.registry_uri)
     check_database_uri("sweep.storage", cfg.sweep.storage)
-    if not cfg.tracking.experiment.strip():
+    if cfg.tracking.experiment is not None and not cfg.tracking.experiment.strip():
         raise ConfigError("tracking.experiment must not be empty")
     _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
     for key in cfg.tracking.secret_keys:

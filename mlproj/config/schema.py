@@ -113,7 +113,7 @@ class TrackingConfig:
     # None: $MLFLOW_TRACKING_URI if set, else sqlite:///<working directory>/mlflow.db
     uri: str | None = None
     registry_uri: str | None = None
-    experiment: str = "mlproj"
+    experiment: str | None = None  # None: mlproj-<data name>, e.g. mlproj-diabetes (mlproj.config.naming)
     run_name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     experiment_tags: dict[str, str] = field(default_factory=dict)

@@ -24,6 +24,9 @@ class SweepCallback(Callback):
         from mlproj.errors import ConfigError
         from mlproj.sweeps.runs import check_devices, start_parent
 
+        from mlproj.config.naming import fill_default_experiment
+
+        fill_default_experiment(config)  # the parent's experiment, the Optuna study's name; trials follow it
         try:
             check_config(config)  # a bad config must not leave an empty parent run behind
             check_devices(config)

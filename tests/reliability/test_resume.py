@@ -68,7 +68,7 @@ def test_resume_by_run_id_and_its_errors(make_cfg, store, tmp_path):
     with pytest.raises(ConfigError, match="resume=latest is not valid; choose one of: null"):
         run(make_cfg(*QUICK, f"tracking.uri='{store}'", "resume=latest"), [], tmp_path / "d")
     assert (
-        len(MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("mlproj").experiment_id])) == 1
+        len(MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("mlproj-diabetes").experiment_id])) == 1
     )
 
 
