@@ -82,8 +82,33 @@ def assign_gpu(cfg: DictConfig, job_num: int) -> None:
 
 
 def main() -> None:
-    check_hydra_nodes(sys.argv[1:])
-    _main()
+    argv = sys.argv[1:]
+    key = help_key(argv)
+    if key is not None:
+        from mlproj.config.keyhelp import key_help
+
+        try:
+            print(key_help(key))
+        except ConfigError as exc:
+            sys.exit(report(exc))
+        return
+    check_hydra_nodes(argv)
+    try:
+        _main()
+    except SystemExit as exc:
+        if exc.code in (0, None) and ("--help" in argv or "-h" in argv):
+            from mlproj.config.keyhelp import overview
+
+            print(overview())  # after Hydra's own help: every key, its default and description
+        raise
+
+
+def help_key(argv: list[str]) -> str | None:
+    """`--help KEY` / `-h KEY`: the KEY (a word without `=`, not a flag); None for anything else."""
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag in ("--help", "-h") and "=" not in value and not value.startswith("-"):
+            return value
+    return None
 
 
 def check_hydra_nodes(argv: list[str]) -> None:
