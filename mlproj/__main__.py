@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from mlproj.config.primary import user_primary
 from mlproj.config.schema import config_dir
 from mlproj.errors import EXIT_FAILED, ConfigError, MlprojError, exit_code, report
 
@@ -92,6 +93,11 @@ def main() -> None:
         except ConfigError as exc:
             sys.exit(report(exc))
         return
+    try:
+        argv = user_primary(argv, config_dir())  # a config.yaml in --config-dir is the primary config
+    except ConfigError as exc:
+        sys.exit(report(exc))
+    sys.argv[1:] = argv
     check_hydra_nodes(argv)
     try:
         _main()
