@@ -5,6 +5,7 @@ Imports only Hydra and the schema here, so `--help` and `--cfg job` answer fast.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -111,7 +112,7 @@ def main() -> None:
 
 def help_key(argv: list[str]) -> str | None:
     """`--help KEY` / `-h KEY`: the KEY (a word without `=`, not a flag); None for anything else."""
-    for flag, value in zip(argv, argv[1:], strict=False):
+    for flag, value in itertools.pairwise(argv):
         if flag in ("--help", "-h") and "=" not in value and not value.startswith("-"):
             return value
     return None

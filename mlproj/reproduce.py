@@ -88,6 +88,7 @@ def typed(logged: Any, run_id: str) -> DictConfig:
 def apply(cfg: DictConfig, overrides: list[str]) -> None:
     """key=value (+key=value to add a key, ~key to remove one), values in Hydra's override grammar."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
