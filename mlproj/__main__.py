@@ -24,11 +24,17 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mlproj.config.naming import fill_default_experiment
     from mlproj.sweeps.runs import note_failure
     from mlproj.tracking.masking import mark_secrets, redact, redact_hydra_outputs
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
+    # tracking.experiment's default (mlproj-<data name>), also in the config Hydra's own nodes interpolate
+    # (hydra.sweeper.study_name: ${tracking.experiment}, read by an Optuna trial)
+    for config in (cfg, hydra_cfg._get_parent()):
+        if isinstance(config, DictConfig):
+            fill_default_experiment(config)
     mark_secrets(cfg)
     if hydra_cfg.output_subdir:
         redact_hydra_outputs(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
