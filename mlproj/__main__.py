@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlproj.config.primary import user_primary
 from mlproj.config.schema import config_dir
@@ -65,10 +65,9 @@ def _main(cfg: DictConfig) -> float | str | None:
         print(f"mlproj: trial failed ({type(exc).__name__}: {exc}); the sweep goes on", file=sys.stderr)
         return None
     except KeyboardInterrupt as exc:
-        print(
-            f"mlproj: interrupted ({signal.Signals(exit_code(exc) - 128).name}); the run was marked KILLED",
-            file=sys.stderr,
-        )
+        line = getattr(exc, "message", "")
+        name = signal.Signals(exit_code(exc) - 128).name
+        print(line or f"mlproj: interrupted ({name}); the run was marked KILLED", file=sys.stderr)
         sys.exit(exit_code(exc))
     # The return value is what Hydra sweepers optimise: sweep.objective (default: the main val metric),
     # or "pruned" for a trial Optuna stopped early.
@@ -105,6 +104,10 @@ def main() -> None:
     except ConfigError as exc:
         sys.exit(report(exc))
     sys.argv[1:] = argv
+    from mlproj import outputs
+
+    outputs.register()
+    outputs.new_command()
     check_hydra_nodes(argv)
     try:
         _main()
@@ -129,9 +132,11 @@ def check_hydra_nodes(argv: list[str]) -> None:
     instantiates it (Hydra does so before the task function, so `_main` would be too late).
 
     The config is composed as Hydra is about to (same search path, --config-dir/--config-name, run or multirun
-    mode; in multirun the sweep overrides are skipped, as Hydra does). Anything Hydra itself would refuse (a bad
-    argument, an override that does not compose) is left for Hydra to report, and --help, --cfg, --info and
-    shell completion instantiate nothing, so they are not checked."""
+    mode; in multirun the sweep overrides are skipped, as Hydra does). A single run's config is checked whole
+    here too (plan.check_startup), before Hydra makes the run's folder. An override that does not compose is
+    explained in one line where mlproj.config.typos knows the cause (a misspelt key or option, a wrong type);
+    anything else Hydra would refuse is left for Hydra to report. --help, --cfg, --info and shell completion
+    instantiate nothing, so they are not checked."""
     import contextlib
     import io
 
@@ -144,21 +149,39 @@ def check_hydra_nodes(argv: list[str]) -> None:
         return
     if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
         return
-    cfg = _compose_like_hydra(args)
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    try:
+        cfg = _compose_like_hydra(args)
+    except _Refused as exc:  # a misspelt key or option: mlproj's line with a did-you-mean
+        if full_error:
+            return
+        sys.exit(report(ConfigError(str(exc))))
     if cfg is None:
         return
+    from hydra.types import RunMode
+
     from mlproj.config.families import check_hydra_targets
 
     try:
         check_hydra_targets(cfg)
+        if OmegaConf.select(cfg, "hydra.mode") == RunMode.RUN:  # a sweep's jobs are checked one by one
+            from mlproj.plan import check_startup
+
+            with open_dict(cfg):
+                check_startup(cfg)  # before Hydra makes the run's folder: a bad value leaves nothing behind
     except ConfigError as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error:
             raise
         sys.exit(report(exc))
 
 
+class _Refused(Exception):
+    """The composition failed on an unknown key or group option (mlproj.config.typos says which)."""
+
+
 def _compose_like_hydra(args: object) -> DictConfig | None:
-    """hydra/_internal/utils.py `_run_hydra`'s composition; None where it fails (Hydra will say why)."""
+    """hydra/_internal/utils.py `_run_hydra`'s composition; None where it fails (Hydra will say why), _Refused
+    where it fails on an unknown key or option."""
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import (
         create_automatic_config_search_path,
@@ -186,7 +209,23 @@ def _compose_like_hydra(args: object) -> DictConfig | None:
         )
         overrides = list(getattr(args, "overrides", []))
         mode = RunMode.MULTIRUN if getattr(args, "multirun", False) else hydra.get_mode(config_name, overrides)
-        return hydra.compose_config(config_name, overrides, run_mode=mode or RunMode.RUN)
+
+        def compose(chosen: list[str]) -> DictConfig:
+            return hydra.compose_config(config_name, chosen, run_mode=mode or RunMode.RUN)
+
+        try:
+            cfg = compose(overrides)
+            cfg.hydra.mode = mode or RunMode.RUN  # as Hydra sets it for the job
+            return cfg
+        except Exception as exc:
+            from mlproj.config.typos import explain
+
+            message = explain(exc, overrides, compose, hydra.config_loader.get_group_options)
+            if message:
+                raise _Refused(message) from None
+            raise
+    except _Refused:
+        raise
     except Exception:  # Hydra reports it, as it does today
         return None
     finally:

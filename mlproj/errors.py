@@ -80,9 +80,10 @@ class TrainingDiverged(MlprojError, FloatingPointError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM during a run: the run ends KILLED; exit 128 + the signal, as a shell reports it."""
 
-    def __init__(self, signum: int = signal.SIGINT) -> None:
+    def __init__(self, signum: int = signal.SIGINT, message: str = "") -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = int(signum)
+        self.message = message  # the one line to print instead of the default (e.g. during the registry gate)
 
     @property
     def exit_code(self) -> int:

@@ -23,6 +23,7 @@ from mlproj.config.checks import (
     check_streaming_limits,
     check_task_metrics,
 )
+from mlproj.config.stores import check_databricks_credentials
 from mlproj.data.base import DataSource
 from mlproj.errors import ConfigError
 
@@ -56,9 +57,7 @@ class Plan:
 def make_plan(cfg: DictConfig) -> Plan:
     """All startup checks, in layers: config alone, `_target_` families and signatures, devices, then the data
     (built and prepared) and the metric names it fixes."""
-    drop_table_defaults(cfg)
-    check_config(cfg)
-    families.check_targets(cfg)
+    check_startup(cfg)
     # The data's own checks (a source checks its keys, and a file, as it is built) before the task's class
     # (Lightning: seconds to import) is.
     if getattr(families.resolve(cfg.data, "data", "data"), "streaming", False):
@@ -77,7 +76,16 @@ def make_plan(cfg: DictConfig) -> Plan:
     if builtin:
         check_model_input(cfg, plan)
     check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
+    check_databricks_credentials(cfg.tracking)
     return plan
+
+
+def check_startup(cfg: DictConfig) -> None:
+    """The checks that need no data: the config alone, then the `_target_` nodes. The entry point runs them
+    before Hydra makes the run's folder, and make_plan again (a sweep's job, an in-process run)."""
+    drop_table_defaults(cfg)
+    check_config(cfg)
+    families.check_targets(cfg)
 
 
 def check_model_input(cfg: DictConfig, plan: Plan) -> None:

@@ -39,7 +39,8 @@ SWEEP_PRUNED = "mlproj.sweep.pruned"
 SWEEP_BEST_RUN = "mlproj.sweep.best_run_id"
 
 # The registry gate, on the run and on the model version
-DECISION = "mlproj.registry.decision"
+DECISION = "mlproj.registry.decision"  # registered | rejected | skipped | deferred | interrupted
+DECISION_INTERRUPTED = "interrupted"  # a signal came during the gate (mlproj/registry/interrupted.py)
 REASON = "mlproj.registry.reason"
 REGISTERED_VERSION = "mlproj.registry.version"
 REGISTERED_NAME = "mlproj.registry.model_name"

@@ -38,7 +38,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
     import pytorch_lightning as pl
 
     from mlproj.ranks import is_rank_zero
-    from mlproj.registry import gate as registry
+    from mlproj.registry.interrupted import after_run as gate_after_run
     from mlproj.sweeps import runs as sweeps
     from mlproj.tracking import resume
     from mlproj.tracking import runs as tracking
@@ -84,7 +84,7 @@ def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | 
     result.experiment = client.get_experiment(experiment_id).name
     print_summary(result)
     name, target = plan.info.get(tags.DATA_NAME, "data"), plan.info.get(tags.DATA_TARGET, "target")
-    result.extra["registry"] = registry.after_run(client, cfg, result, name, target, in_sweep=sweep is not None)
+    result.extra["registry"] = gate_after_run(client, cfg, result, name, target, in_sweep=sweep is not None)
     return result
 
 

@@ -143,7 +143,7 @@ def test_required_must_be_accepted_and_not_set_offered_only_where_taken():
     with pytest.raises(ConfigError, match=r"model.in_features is set by mlproj; do not set it in the config"):
         families.check(dict(LINEAR), "model", "model", required=IO)
     with pytest.raises(
-        ConfigError, match=r"loss.wieght is not a parameter of tests.test_families.Weighted; parameters: task, weight"
+        ConfigError, match=r"loss.wieght is not a parameter of tests.test_families.Weighted; did you mean weight\?"
     ):
         families.check({"_target_": "tests.test_families.Weighted", "wieght": 2}, "loss", "loss")
     with pytest.raises(ConfigError, match=r"loss.weight='heavy': Input should be a valid number"):

@@ -3,6 +3,7 @@ any side effect. Each raises ConfigError naming the key."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import fields
 from typing import Any
@@ -22,6 +23,7 @@ from mlproj.config.schema import (
     gate_on,
     plain,
 )
+from mlproj.config.suggest import unknown_key
 from mlproj.errors import ConfigError
 
 _SECTIONS = {
@@ -41,7 +43,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
         if top == "hydra":
             continue
         if top not in nodes:
-            raise ConfigError(f"{top} is not a setting; top-level keys: {', '.join(nodes)}")
+            raise ConfigError(unknown_key(str(top), nodes))
         schema = _SECTIONS.get(str(top))
         if schema is None or not OmegaConf.is_dict(cfg[top]):
             continue
@@ -53,7 +55,7 @@ def _check_known_keys(cfg: DictConfig) -> None:
         known = [f.name for f in fields(schema)]
         for key in cfg[top]:
             if key not in known:
-                raise ConfigError(f"{top}.{key} is not a setting of {top}; keys: {', '.join(known)}")
+                raise ConfigError(unknown_key(f"{top}.{key}", known))
 
 
 _ABSENT = object()
@@ -78,6 +80,41 @@ def _at_least(key: str, value: float, low: float, inclusive: bool = True) -> Non
     ok = value >= low if inclusive else value > low
     if not ok:
         raise ConfigError(f"{key}={value} must be {'>=' if inclusive else '>'} {low}")
+
+
+def _check_values(cfg: DictConfig) -> None:
+    """Ranges no type says, where a bad value would only fail once the run exists (or never)."""
+    t = cfg.trainer
+    if t.gradient_clip_val is not None:
+        _finite("trainer.gradient_clip_val", t.gradient_clip_val)
+        _at_least("trainer.gradient_clip_val", t.gradient_clip_val, 0)
+    if not 0 <= cfg.seed <= 2**32 - 1:  # numpy's range: Lightning would fail once the run exists
+        raise ConfigError(f"seed={cfg.seed} must be in [0, {2**32 - 1}]")
+    if cfg.get("tuner") is not None:
+        _finite("tuner.max_lr", cfg.tuner.max_lr)
+    _check_requirements(cfg.tracking.extra_pip_requirements)
+    from mlproj.config.stores import check_stores
+
+    check_stores(cfg.tracking, cfg.registry.model_name)  # URIs, artifact location, names: before any store
+
+
+def _finite(key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value} must be a finite number")
+
+
+def _check_requirements(requirements: Any) -> None:
+    """Each of tracking.extra_pip_requirements must parse as pip would read it (PEP 508)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    for item in requirements:
+        try:
+            Requirement(str(item))
+        except InvalidRequirement as exc:
+            first = str(exc).splitlines()[0]
+            raise ConfigError(
+                f"tracking.extra_pip_requirements: {str(item)!r} is not a requirement ({first})"
+            ) from None
 
 
 def processes_per_node(devices: Any) -> int | None:
@@ -122,6 +159,7 @@ def check_config(cfg: DictConfig) -> None:
     elif not (devices == "auto" or (isinstance(devices, int) and (devices >= 1 or devices == -1))):
         raise ConfigError(f"trainer.devices={devices!r} must be 'auto', a count >= 1, -1, or a list of ids")
     _at_least("trainer.num_nodes", t.num_nodes, 1)
+    _check_values(cfg)
     from mlproj.metrics import parse_condition
 
     for name, condition in cfg.registry.thresholds.items():
@@ -149,8 +187,6 @@ def check_config(cfg: DictConfig) -> None:
     check_database_uri("tracking.uri", cfg.tracking.uri)
     check_database_uri("tracking.registry_uri", cfg.tracking.registry_uri)
     check_database_uri("sweep.storage", cfg.sweep.storage)
-    if cfg.tracking.experiment is not None and not cfg.tracking.experiment.strip():
-        raise ConfigError("tracking.experiment must not be empty")
     _at_least("tracking.retry_for", cfg.tracking.retry_for, 0)
     for key in cfg.tracking.secret_keys:
         if OmegaConf.select(cfg, str(key), default=_ABSENT, throw_on_missing=False) is _ABSENT:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlproj.config.suggest import closest
 from mlproj.errors import ConfigError
 
 _SPECIAL = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
@@ -263,7 +264,9 @@ def _check(node: Any, family: str, key: str, required: set[str], offered: set[st
         if name in required:
             raise ConfigError(f"{key}.{name} is set by mlproj; do not set it in the config")
         if name not in params and not open_kwargs:
-            raise ConfigError(f"{key}.{name} is not a parameter of {target}; parameters: {', '.join(settable)}")
+            match = closest(name, settable)
+            known = f"did you mean {match}?" if match else f"parameters: {', '.join(settable)}"
+            raise ConfigError(f"{key}.{name} is not a parameter of {target}; {known}")
     takes = [n for n in sorted(required) if n not in params and not open_kwargs]
     if takes:
         raise ConfigError(f"{key}._target_={target!r} must accept {', '.join(takes)} (passed by mlproj)")
@@ -436,10 +439,12 @@ def check_targets(cfg: Any) -> None:
     data = OmegaConf.select(cfg, "data", default=None)
     if isinstance(data, DictConfig) and "_target_" in data:
         check(data, "data", "data")
-    if "lr" in cfg.optimizer and not float(cfg.optimizer.lr) > 0:
-        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
-    if float(cfg.optimizer.get("weight_decay", 0.0) or 0.0) < 0:
-        raise ConfigError(f"optimizer.weight_decay={cfg.optimizer.weight_decay} must be >= 0")
+    from mlproj.config.constraints import check_node
+
+    for part in ("model", "optimizer", "scheduler", "loss"):  # lr > 0, 0 <= dropout < 1, ... (constraints.py)
+        node = OmegaConf.select(cfg, part, default=None)
+        if _is_set(node):
+            check_node(part, part, container(node))
 
 
 def check_hydra_targets(cfg: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mlproj.config.families import check_value
+from mlproj.config.suggest import closest, unknown_key
 from mlproj.errors import ConfigError
 
 # Trainer arguments mlproj sets itself: key -> why, and what to use instead.
@@ -88,10 +89,11 @@ def check_trainer_flags(trainer_node: Any) -> None:
         if key in REFUSED:
             raise ConfigError(f"trainer.{key} cannot be set: {REFUSED[key]}")
         if key not in params:
-            raise ConfigError(
-                f"trainer.{key} is not a setting of trainer; keys: {', '.join(_schema_keys())}, "
-                "or any pytorch_lightning.Trainer argument"
-            )
+            # did-you-mean among mlproj's keys first: a typo of max_epochs is not meant as a Trainer argument
+            known = _schema_keys()
+            if closest(key, [*known, *params]):  # the closest of all; the list, when none is, only mlproj's keys
+                known = [*known, *params]
+            raise ConfigError(unknown_key(f"trainer.{key}", known, "or any pytorch_lightning.Trainer argument"))
         if key in hints:
             check_value(f"trainer.{key}", value, hints[key])
     accumulate = extra.get("accumulate_grad_batches")

@@ -16,8 +16,6 @@ from mlproj.errors import ConfigError
 
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 NAME_FLAGS = ("--config-name", "-cn", "--config-path", "-cp")
-# What mlproj's own primary config sets under `hydra:` and a run needs: the multirun's parent run and summary.
-MLPROJ_HYDRA = ["++hydra.callbacks.mlproj._target_=mlproj.sweeps.callback.SweepCallback", "++hydra.job.name=mlproj"]
 
 
 def user_primary(argv: list[str], package_conf: str) -> list[str]:
@@ -28,13 +26,34 @@ def user_primary(argv: list[str], package_conf: str) -> list[str]:
     primary = Path(folder).resolve() / "config.yaml"
     if not primary.is_file():
         return argv
-    check_schema_in_defaults(primary)
+    users = check_schema_in_defaults(primary)
     searchpath = f"hydra.searchpath=[file://{Path(package_conf).resolve()}]"
     rest = [a for i, a in enumerate(argv) if i not in at]
-    return ["--config-path", str(primary.parent), *rest, searchpath, *MLPROJ_HYDRA]
+    mlproj_hydra = hydra_settings(Path(package_conf) / "config.yaml", users.get("hydra") or {})
+    return ["--config-path", str(primary.parent), *rest, searchpath, *mlproj_hydra]
 
 
-def check_schema_in_defaults(primary: Path) -> None:
+def hydra_settings(package_primary: Path, users: dict) -> list[str]:
+    """mlproj's own `hydra:` settings the user's config leaves unset, as overrides: the sweep callback (parent
+    run, summary), the job's name, unique output folders."""
+    mlproj = (yaml.safe_load(package_primary.read_text()) or {}).get("hydra") or {}
+    return [f"++hydra.{key}={_value(value)}" for key, value in _leaves(mlproj) if key not in dict(_leaves(users))]
+
+
+def _leaves(node: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = []
+    for key, value in node.items():
+        out += _leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+    return out
+
+
+def _value(value: object) -> str:
+    if isinstance(value, str):  # quoted: Hydra keeps `${...}` in it for OmegaConf to resolve
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def check_schema_in_defaults(primary: Path) -> dict:
     try:
         loaded = yaml.safe_load(primary.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -45,6 +64,7 @@ def check_schema_in_defaults(primary: Path) -> None:
             f"{primary} replaces mlproj's primary config: its defaults list must start with `- mlproj_schema` "
             "(then `- _self_` and the groups, as in mlproj's conf/config.yaml), or rename it and use --config-name"
         )
+    return loaded
 
 
 def _flag_value(argv: list[str], flags: tuple[str, ...]) -> tuple[str | None, set[int]]:

@@ -41,6 +41,14 @@ class DataSource:
         return {}
 
 
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state range
+
+
+def check_seed(key: str, value: int) -> None:
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"{key}={value} must be in [0, {SEED_MAX}]")
+
+
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
     """The keys every randomly split source shares: each part a fraction, at least 10% left for training."""
     for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):

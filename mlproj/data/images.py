@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mlproj.config.schema import TaskKind
-from mlproj.data.base import DataSource, check_split_fractions
+from mlproj.data.base import DataSource, check_seed, check_split_fractions
 from mlproj.data.batches import TensorBatches
 from mlproj.data.pixels import ImagePreprocessing, decode, encode_png, to_array
 from mlproj.data.preprocess import InputError
@@ -63,6 +63,7 @@ class ImageSource(DataSource):
 
     def __post_init__(self) -> None:
         check_split_fractions(self.val_fraction, self.test_fraction)
+        check_seed("data.split_seed", self.split_seed)
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
         if self.image_size is not None and not 4 <= self.image_size <= 1024:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mlproj.config.schema import TaskKind
-from mlproj.data.base import DataSource, check_split_fractions
-from mlproj.data.table import Table, read_table, select_columns
+from mlproj.data.base import DataSource, check_seed, check_split_fractions
+from mlproj.data.table import Table, check_finite, check_header, read_table, select_columns
 from mlproj.errors import ConfigError
 
 if TYPE_CHECKING:  # pandas is imported where tables are made: checking a config needs none
@@ -51,15 +51,20 @@ class TableSource(DataSource):
 
     def __post_init__(self) -> None:
         check_split_fractions(self.val_fraction, self.test_fraction)
+        check_seed("data.split_seed", self.split_seed)
         for key, low in (("batch_size", 1), ("max_categories", 1)):
             if getattr(self, key) < low:
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be >= {low}")
+        if not 0 < self.id_unique_ratio <= 1:  # a share of the rows: above 1, no column is ever an ID
+            raise ConfigError(f"data.id_unique_ratio={self.id_unique_ratio} must be in (0, 1]")
 
     def load(self) -> Table:
         raise NotImplementedError
 
     def table(self) -> Table:
-        return select_columns(self.load(), self)
+        table = select_columns(self.load(), self)
+        check_finite(table)  # the columns it uses: an excluded column may hold anything
+        return table
 
     def prepare(self) -> PreparedData:
         from mlproj.data.prepare import prepare, resolve_task
@@ -162,6 +167,7 @@ class TableFile(TableSource):
             raise ConfigError(f"data.path={self.path!r} could not be read: {exc}") from exc
         if frame.empty or frame.shape[1] == 0:
             raise ConfigError(f"data.path={self.path!r} holds no rows")
+        check_header(path)
         if self.target not in frame.columns:
             columns = ", ".join(map(str, frame.columns))
             raise ConfigError(f"data.target={self.target!r} is not a column of {path.name}; columns: {columns}")

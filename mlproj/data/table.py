@@ -35,6 +35,47 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if is_parquet(path) else pd.read_csv(path)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # what the tensors hold: a larger value becomes inf
+
+
+def check_header(path: Path) -> None:
+    """Refuse duplicate column names (pandas would silently rename the second `a` to `a.1`)."""
+    import pandas as pd
+
+    if is_parquet(path):
+        import pyarrow.parquet as pq
+
+        names = [str(n) for n in pq.read_schema(path).names]
+    else:
+        names = [str(n) for n in pd.read_csv(path, header=None, nrows=1).iloc[0].tolist()]
+    seen: set[str] = set()
+    dups = [n for n in names if n in seen or seen.add(n)]
+    if dups:
+        raise ConfigError(f"data.path={path.name!r} has duplicate column names: {', '.join(dict.fromkeys(dups))}")
+
+
+def check_finite(table: Table) -> None:
+    """Refuse infinite values and values beyond float32 in the numeric features and target a run uses:
+    training on them would end as a NaN loss, reported as divergence (the wrong cause)."""
+    import numpy as np
+
+    frame = table.features.assign(**{"(target)": table.target}) if table.target is not None else table.features
+    numeric = frame.select_dtypes("number")
+    if numeric.empty:
+        return
+    values = numeric.to_numpy(dtype="float64", na_value=np.nan)
+    bad = np.isinf(values) | (np.abs(np.nan_to_num(values)) > FLOAT32_MAX)
+    if bad.any():
+        column = bad.any(axis=0).argmax()
+        rows = np.flatnonzero(bad[:, column])
+        name = numeric.columns[column]
+        where = f"the target {table.target.name!r}" if name == "(target)" else f"column {name!r}"
+        raise ConfigError(
+            f"data: {where} of {table.name} holds {len(rows)} infinite or too large value(s) such as "
+            f"{values[rows[0], column]:g}; leave such cells empty to mean missing"
+        )
+
+
 def select_columns(table: Table, source: Any) -> Table:
     columns = list(table.features.columns)
     for key, names in (("data.include", source.include or []), ("data.exclude", source.exclude)):

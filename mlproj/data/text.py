@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlproj.data.base import DataSource, check_split_fractions
+from mlproj.data.base import DataSource, check_seed, check_split_fractions
 from mlproj.data.preprocess import InputError, Preprocessor, _label_sort_key, _plain
 from mlproj.errors import ConfigError
 from mlproj.metrics import CLASSIFICATION, REGRESSION
@@ -206,6 +206,7 @@ class TextFile(DataSource):
 
     def __post_init__(self) -> None:
         check_split_fractions(self.val_fraction, self.test_fraction)
+        check_seed("data.split_seed", self.split_seed)
         for key in ("batch_size", "max_vocab", "min_count", "max_length"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"data.{key}={getattr(self, key)} must be >= 1")

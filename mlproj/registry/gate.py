@@ -263,7 +263,8 @@ def _register(
         for version in existing:
             if version.run_id == run_id:  # registering the same run twice adds nothing
                 decision.version, decision.reason = str(version.version), "already registered"
-                decision.champion = _alias_version(client, policy.model_name, CHAMPION) == int(version.version)
+                # but settles the aliases a gate interrupted after creating the version left unset
+                _settle_aliases(client, policy, decision, int(version.version) - 1, locked=lock_path is not None)
                 return
         other = {v.tags.get(tags.TASK) for v in existing} - {None, policy.task}
         if other:

@@ -116,7 +116,12 @@ def lock(directory: Path, run_id: str | None) -> Iterator[None]:
     try:
         held.acquire(timeout=0)
     except Timeout:
-        raise ConfigError(f"run {run_id} is being trained by another process (lock {directory / '.lock'})") from None
+        # Name the run the holder trains (recorded beside its checkpoints once it opened it), not this one's.
+        holder = _run_id_beside(directory) or run_id
+        who = f"run {holder}" if holder else "a run that is starting"
+        raise ConfigError(
+            f"{who} is being trained by another process in {directory} (lock {directory / '.lock'})"
+        ) from None
     try:
         yield
     finally:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from mlproj import __version__, tags
 from mlproj.config.schema import TrackingConfig
 from mlproj.errors import Interrupted, TrackingUnreachable
-from mlproj.tracking.masking import MASK, SECRET_KEY, redact, redacted
+from mlproj.tracking.masking import MASK, SECRET_KEY, hide_mlflow_urls, redact, redacted, view_lines
 from mlproj.tracking.provenance import drop_foreign_git_tags, git_tags
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def connect(cfg: TrackingConfig) -> tuple[MlflowClient, str]:
         outage.bound_client_retries()
         outage.probe(uri)  # a clear error within seconds, before anything is created or trained
     mlflow.set_tracking_uri(uri)
+    hide_mlflow_urls(uri)  # its "View run" lines would print the URL's password
     if cfg.registry_uri:
         mlflow.set_registry_uri(cfg.registry_uri)
     db = sqlite_path(uri)
@@ -199,6 +200,8 @@ def tracked_run(
         except Exception as exc:  # the train path already set FINISHED through its retries
             if not is_connection_error(exc):
                 raise
+        if hide_mlflow_urls(client.tracking_uri):
+            print(view_lines(client.tracking_uri, run.info.experiment_id, run_id, run.info.run_name), flush=True)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

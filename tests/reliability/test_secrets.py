@@ -15,8 +15,9 @@ from tests.conftest import QUICK, run_cli
 
 def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
     """Everything the run wrote is searched: params, tags, metrics' names, every artifact's text."""
-    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "++tracking.tags.db_password=hunter2")
+    cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "++tracking.tags.db_password=hunter2", *LOOKS)
     overrides = ["++tracking.tags.db_password=hunter2", "tracking.registry_uri=http://bob:hunter2@registry:5000"]
+    overrides += LOOKS
     result = run(cfg, overrides, tmp_path / "out")
     client = MlflowClient(store)
     found = client.get_run(result.run_id)
@@ -32,6 +33,21 @@ def test_secrets_never_reach_the_run(make_cfg, store, tmp_path):
     assert "bob:***@registry" in files["config/overrides.txt"], files["config/overrides.txt"]
     written += "".join(files.values())
     assert "hunter2" not in written
+    for secret in ("hunter3", "hunter4", "hunter5", "hunter6", JWT, "ghp_", "Xq7Lm"):
+        assert secret not in written, secret
+
+
+# Keys short words name (db_pass, auth, session) and values that look like tokens whatever their key
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJodW50ZXIifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJVadQssw5c"
+LOOKS = [
+    "++tracking.tags.db_pass=hunter3",
+    "++tracking.tags.http_auth=hunter4",
+    "++tracking.tags.session_id=hunter5",
+    "++tracking.tags.cookie=hunter6",
+    "++tracking.tags.header='Authorization: Bearer hunter7hunter7'",
+    f"++tracking.tags.jwt_note='sent {JWT}'",
+    "++tracking.tags.note='ghp_R2d2C3poR2d2C3poR2d2C3po and Xq7Lm9Pz2Rt8Vw4Ky6Nb3Hj5Gf1Dc0Sa'",
+]
 
 
 @pytest.mark.slow
@@ -47,6 +63,8 @@ def test_no_credential_in_anything_a_command_leaves(store, tmp_path):
         "++tracking.tags.bucket='https://bucket/signed?sig=s3cr3t-signature'",
         "tracking.secret_keys=[tracking.tags.bucket]",
         "++tracking.tags.db_password=s3cr3t-hunter2",
+        "++tracking.tags.db_pass=s3cr3t-pass",  # a short word as a whole part of the key
+        "++tracking.tags.header='Authorization: Bearer s3cr3t-bearer'",
         cwd=tmp_path,
         env=env,
     )
@@ -62,3 +80,17 @@ def test_no_credential_in_anything_a_command_leaves(store, tmp_path):
     written += "".join(p.read_text(errors="ignore") for p in local.rglob("*") if p.is_file())
     written += "".join(p.read_text(errors="ignore") for p in (tmp_path / "outputs").rglob("*") if p.is_file())
     assert "s3cr3t" not in written
+
+
+@pytest.mark.slow
+def test_mlflow_view_run_lines_are_masked(mlflow_server, tmp_path):
+    """MLflow prints "View run ... at: URL" when a run on a server ends: with credentials in the tracking URI,
+    the lines are mlproj's, masked; nothing the command printed or left holds the password."""
+    url = mlflow_server.replace("http://", "http://alice:PAss-w0rd-42@")
+    proc = run_cli("debug=quick", "model=linear", "tracking=server", f"tracking.uri={url}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = proc.stdout + proc.stderr
+    written += "".join(p.read_text(errors="ignore") for p in (tmp_path / "outputs").rglob("*") if p.is_file())
+    assert "PAss-w0rd-42" not in written
+    (line,) = [x for x in proc.stdout.splitlines() if "View run" in x]
+    assert "http://alice:***@127.0.0.1" in line and "/runs/" in line, line
