@@ -25,6 +25,7 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.types import RunMode
 
     from mlproj.config.naming import fill_default_experiment
+    from mlproj.cv import cross_validate
     from mlproj.sweeps.runs import note_failure
     from mlproj.tracking.masking import mark_secrets, redact, redact_hydra_outputs
     from mlproj.train import run
@@ -42,7 +43,8 @@ def _main(cfg: DictConfig) -> float | str | None:
     try:
         if sweep is not None:
             assign_gpu(cfg, hydra_cfg.job.num)
-        result = run(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), sweep=sweep)
+        runner = cross_validate if cfg.cv.folds else run  # cv.folds=K: a parent run, one nested run per fold
+        result = runner(cfg, list(hydra_cfg.overrides.task), Path(hydra_cfg.runtime.output_dir), sweep=sweep)
     except MlprojError as exc:
         note_failure()
         if isinstance(exc, ConfigError) and os.environ.get("HYDRA_FULL_ERROR") == "1":

@@ -18,9 +18,16 @@ def quiet() -> None:
 def print_summary(result: RunResult) -> None:
     main = metrics.main_metric(result.task)
     lines = ["", f"mlproj: run {result.run_id} FINISHED in experiment {result.experiment!r}"]
-    for name in sorted(result.metrics):
+    found = result.metrics
+    if any(name.startswith("baseline_") for name in found):
+        lines.append(f"  {'':<16} {'network':>10} {'baseline':>10}")
+    for name in sorted(n for n in found if not n.startswith("baseline_")):
         marker = "  <- main metric" if name == main else ""
-        lines.append(f"  {name:<16} {result.metrics[name]:.6g}{marker}")
+        base = found.get(f"baseline_{name}")
+        beside = f" {base:>10.6g}" if base is not None else ""
+        lines.append(f"  {name:<16} {found[name]:>10.6g}{beside}{marker}")
+    if "baseline_seconds" in found:
+        lines.append(f"  baseline: scikit-learn on the same split and features, {found['baseline_seconds']:.2f} s")
     if result.model_uri:
         lines.append(f"  model: {result.model_uri}  (mlflow.pyfunc.load_model(...).predict(raw_rows))")
     from mlproj.tracking.runs import redact

@@ -111,6 +111,9 @@ def log_plots(client: Any, run_id: str, figs: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     for path, fig in figs.items():
+        if isinstance(fig, pd.DataFrame):  # a table among the plots (permutation importance): CSV
+            client.log_text(run_id, fig.to_csv(index=False), path)
+            continue
         client.log_figure(run_id, fig, path)
         plt.close(fig)
 

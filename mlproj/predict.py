@@ -85,7 +85,7 @@ def predict(args: argparse.Namespace) -> int:
     except (MlflowException, ValueError) as exc:
         raise InputError(getattr(exc, "message", str(exc)).split("Error: ")[-1]) from exc
     # One prediction per row beside its row; a forecaster answers per series and step: its frame alone.
-    if len(predictions) == len(rows) and "step" not in predictions.columns:
+    if len(predictions) == len(rows) and "step" not in getattr(predictions, "columns", []):
         out = pd.concat([rows.reset_index(drop=True), predictions.reset_index(drop=True)], axis=1)
     else:
         out = predictions

@@ -50,3 +50,13 @@ VERSION_GIT_COMMIT = "mlproj.git_commit"
 PRIMARY_METRIC = "mlproj.primary_metric"
 PROMOTE = "mlproj.promote"
 THRESHOLDS = "mlproj.thresholds"
+
+# mlproj.evaluate: a model on a labelled file
+EVALUATED_MODEL = "mlproj.evaluation.model"  # the model URI evaluated
+EVALUATED_FILE = "mlproj.evaluation.file"
+EVALUATION_OF = "mlproj.evaluation.of_run"  # the run that trained the model
+
+# Baselines and cross-validation
+BASELINE = "mlproj.baseline"  # hgb | linear: the scikit-learn model whose metrics are baseline_*
+CV_ROLE = "mlproj.cv.role"  # parent | fold
+CV_FOLD = "mlproj.cv.fold"  # 0..K-1 on a fold's run

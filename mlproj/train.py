@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mlproj import metrics, tags
+from mlproj import baselines, metrics, tags
 from mlproj.config.naming import fill_default_experiment
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
@@ -24,10 +24,16 @@ from mlproj.tracking.masking import mark_secrets
 from mlproj.tracking.outage import KEPT_FOLDER
 
 
-def run(cfg: DictConfig, overrides: list[str] | None = None, output_dir: Path | None = None, sweep: str | None = None):
-    """Train, test, log and package one run; then the registry gate. `sweep` names a multirun it belongs to."""
+def run(
+    cfg: DictConfig,
+    overrides: list[str] | None = None,
+    output_dir: Path | None = None,
+    sweep: str | None = None,
+    plan: Plan | None = None,
+):
+    """Train, test, log and package one run; then the gate. `sweep`: its multirun; `plan`: a cv fold's (mlproj.cv)."""
     fill_default_experiment(cfg)
-    plan = make_plan(cfg)
+    plan = plan or make_plan(cfg)
     mark_secrets(cfg)
     from mlproj.tracking import outage
 
@@ -127,6 +133,7 @@ def train(
         return RunResult(run_id, "", uri, {}, None, task, {"objective": PRUNED})
     objective = metrics.objective(cfg.sweep.objective, task)
     score = sweeps.objective_value(run_logger.history, results, objective, task)
+    results.update(baselines.measure(cfg.baseline, plan, cfg.seed, run_logger))  # baseline_val_*, baseline_test_*
     package = package_of(plan, module, recipe, list(cfg.tracking.extra_pip_requirements))
     figures = test_figures(plan, package, run_logger.history) if cfg.tracking.log_plots else {}
     # All trained and measured: from here on, each step waits out a lost server (tracking.retry_for).

@@ -100,8 +100,8 @@ def test_serving_answers_raw_rows_over_http(make_cfg, store, houses_csv, tmp_pat
 @pytest.mark.parametrize(
     "data,expected",
     [
-        ("diabetes", {"learning_curves", "predicted_vs_actual", "residuals"}),
-        ("wine", {"learning_curves", "confusion_matrix", "roc_curve", "precision_recall"}),
+        ("diabetes", {"learning_curves", "predicted_vs_actual", "residuals", "permutation_importance"}),
+        ("wine", {"learning_curves", "confusion_matrix", "roc_curve", "precision_recall", "permutation_importance"}),
     ],
 )
 def test_plots_are_valid_pngs(make_cfg, store, tmp_path, data, expected):
@@ -110,8 +110,8 @@ def test_plots_are_valid_pngs(make_cfg, store, tmp_path, data, expected):
     result = run(make_cfg(*QUICK, f"tracking.uri='{store}'", f"data={data}"), [], tmp_path / "out")
     client = MlflowClient(store)
     paths = {a.path for a in client.list_artifacts(result.run_id, "plots")}
-    assert paths == {f"plots/{name}.png" for name in expected}
-    for path in paths:
+    assert paths == {f"plots/{name}.png" for name in expected} | {"plots/permutation_importance.csv"}
+    for path in paths - {"plots/permutation_importance.csv"}:
         local = Path(client.download_artifacts(result.run_id, path, str(tmp_path)))
         assert local.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         height, width, _ = matplotlib.image.imread(local).shape

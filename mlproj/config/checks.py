@@ -193,10 +193,24 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"tracking.secret_keys names {key!r}, which is not a config key")
     for name, direction in cfg.metric_directions.items():
         _choice(f"metric_directions.{name}", direction, ("min", "max"))
+    check_baseline_and_cv(cfg)
     resume = cfg.resume
     if resume is not None and resume != "auto" and not re.fullmatch(r"[0-9a-f]{32}", str(resume)):
         shown = str(resume).lower() if str(resume) in ("True", "False") else resume  # OmegaConf's str(bool)
         raise ConfigError(f"resume={shown} is not valid; choose one of: null (a new run), auto, or a 32-hex run id")
+
+
+def check_baseline_and_cv(cfg: DictConfig) -> None:
+    if cfg.registry.get("require_beats_baseline") and plain(cfg.get("baseline", "hgb")) == "none":
+        raise ConfigError("registry.require_beats_baseline=true needs a baseline: set baseline=hgb or baseline=linear")
+    folds = cfg.get("cv", {}).get("folds", 0)
+    if folds:
+        _at_least("cv.folds", folds, 2)
+        if cfg.resume is not None:
+            raise ConfigError("cv.folds and resume do not go together: each fold is a new run; set resume=null")
+        t = cfg.trainer
+        if t.strategy == Strategy.ddp or (processes_per_node(t.devices) or 1) > 1 or t.num_nodes > 1:
+            raise ConfigError("cv.folds trains its folds one after another in one process: set trainer.devices=1")
 
 
 def check_streaming_limits(cfg: DictConfig) -> None:

@@ -136,6 +136,17 @@ class TrackingConfig:
     secret_keys: list[str] = field(default_factory=list)
 
 
+class Baseline(str, enum.Enum):
+    hgb = "hgb"  # scikit-learn's HistGradientBoosting, fitted beside the network on the same split and features
+    linear = "linear"  # Ridge / LogisticRegression
+    none = "none"
+
+
+@dataclass
+class CVConfig:
+    folds: int = 0  # K >= 2: k-fold cross-validation (a parent run, one nested run per fold); 0: off
+
+
 class Promote(str, enum.Enum):
     auto = "auto"  # champion moves when the new version beats it on registry.primary_metric
     never = "never"  # champion is left alone (challenger still moves)
@@ -159,6 +170,7 @@ class RegistryConfig:
     primary_metric: str | None = None  # champion comparison; default: the task's main test metric
     promote: Promote = Promote.auto  # auto: champion moves when the new version beats it; never
     when: When = When.each  # each: gate every run; best: in a multirun, only the sweep's best trial
+    require_beats_baseline: bool = False  # refuse a network that loses to the baseline on primary_metric
 
 
 def gate_on(registry: Any) -> bool:
@@ -208,6 +220,10 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Tables with the built-in task: a scikit-learn model fitted on the same split and features, its metrics
+    # logged as baseline_val_* / baseline_test_* (other data: skipped).
+    baseline: Baseline = Baseline.hgb
+    cv: CVConfig = field(default_factory=CVConfig)
     seed: int = 42  # seeds Python, NumPy and torch: the same seed and config train the same model on CPU
     quiet: bool = False  # no progress, no model summary, warnings only; the final summary still prints
     # None: a new run. "auto": continue the latest interrupted run of this same config from its last

@@ -77,8 +77,9 @@ def split_indices(table: Table, task: str, cfg: Any) -> dict[str, np.ndarray]:
     return dict(zip(SPLITS, (train_idx, val_idx, test_idx), strict=True))
 
 
-def prepare(table: Table, task: str, cfg: Any) -> PreparedData:
-    parts = split_indices(table, task, cfg)
+def prepare(table: Table, task: str, cfg: Any, parts: dict[str, np.ndarray] | None = None) -> PreparedData:
+    """`parts`: given row indices per split (a cross-validation fold, mlproj.cv); default: split_indices."""
+    parts = parts if parts is not None else split_indices(table, task, cfg)
     train_idx, val_idx, test_idx = parts.values()
     train_x = table.features.iloc[train_idx]
     try:

@@ -17,6 +17,8 @@ def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: li
     code = user_code(recipe["node"])
     package = _package(plan, network, _packaged_recipe(recipe, network), code)
     package.requirements = [*package.requirements, *(requirements or [])]
+    table = getattr(plan.prepared, "table", None)
+    package.target = str(table.target.name) if table is not None and table.target.name is not None else None
     return package
 
 
@@ -50,7 +52,7 @@ def _package(plan: Plan, network: Any, recipe: dict[str, Any], code: list[str]) 
 
 def test_figures(plan: Plan, package: Package, history: dict[str, Any]) -> dict[str, Any]:
     """Learning curves; and for mlproj's tables with the built-in task, the test diagnostics on raw rows."""
-    from mlproj import plots
+    from mlproj import importance, plots
 
     if plan.prepared is None or not plan.builtin:
         return plots.figures(plan.metric_task, history, None, None, [])
@@ -61,6 +63,7 @@ def test_figures(plan: Plan, package: Package, history: dict[str, Any]) -> dict[
     params = {PROBABILITIES_PARAM: True} if package.kind == CLASSIFICATION else None
     predictions = package.predictor().predict(test.raw, params=params)
     figures = plots.figures(plan.kind, history, test.raw_target, predictions, package.labels)
+    figures.update(importance.figures(plan, package))  # raw-row tables only: {} for the others
     if package.inputs is not None and package.inputs["kind"] == "image":
         pixels = package.predictor().pixels(test.raw)
         figures["plots/test_images.png"] = plots.image_grid(pixels, test.raw_target, predictions["prediction"])

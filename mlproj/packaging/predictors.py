@@ -20,7 +20,30 @@ from mlproj.metrics import CLASSIFICATION, REGRESSION
 PROBABILITIES_PARAM = "probabilities"
 
 
-def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame:
+class Predictions(pd.Series):
+    """A classifier's labels alone: 1-D, named `prediction`. mlflow.models.evaluate's classifier joins the true
+    labels and predict()'s output with np.concatenate, which refused the (n, 1) array of a one-column frame ("all
+    the input arrays must have same number of dimensions"). `["prediction"]` still answers, as the frame did, and
+    serving still sends records ({"prediction": ...}); with probabilities the answer is a frame as before."""
+
+    @property
+    def _constructor(self) -> type:
+        return pd.Series  # what pandas derives from it (a copy, a slice) is a plain Series
+
+    # What code written for the one-column frame used: ["prediction"], .columns, .to_dict(orient=...).
+    def __getitem__(self, key: Any) -> Any:
+        return pd.Series(self) if isinstance(key, str) and key == self.name else super().__getitem__(key)
+
+    @property
+    def columns(self) -> pd.Index:
+        return pd.Index([self.name])
+
+    def to_dict(self, *args: Any, orient: str | None = None, **kwargs: Any) -> Any:
+        frame_or_series = pd.Series(self).to_frame() if orient is not None else pd.Series(self)
+        return frame_or_series.to_dict(*args, **({"orient": orient} if orient else {}), **kwargs)
+
+
+def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame | pd.Series:
     """Network outputs -> a frame: `prediction` (and `probability_<label>` on request for classification)."""
     if kind == REGRESSION:  # one column per output: `prediction`, or prediction_0, prediction_1, ...
         flat = out.reshape(len(out), -1).double().numpy()
@@ -33,10 +56,12 @@ def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, An
     else:
         probs = torch.softmax(out, dim=-1).numpy()
     names = np.asarray(labels, dtype=object)
-    result = pd.DataFrame({"prediction": names[probs.argmax(axis=1)].tolist()})
-    if (params or {}).get(PROBABILITIES_PARAM):
-        for i, label in enumerate(labels):
-            result[f"probability_{label}"] = probs[:, i]
+    predicted = names[probs.argmax(axis=1)].tolist()
+    if not (params or {}).get(PROBABILITIES_PARAM):
+        return Predictions(predicted, name="prediction")
+    result = pd.DataFrame({"prediction": predicted})
+    for i, label in enumerate(labels):
+        result[f"probability_{label}"] = probs[:, i]
     return result
 
 

@@ -55,6 +55,7 @@ class Package:
     code: list[str] = field(default_factory=list)  # the user's code to ship (packaging.code)
     requirements: list[str] = field(default_factory=list)  # what that code needs (tracking.extra_pip_requirements)
     inputs: dict[str, Any] | None = None  # a family's own inputs ({"kind": "text", ...}): INPUT_PREDICTORS
+    target: str | None = None  # the target column named at training (mlproj.evaluate reads it from the JSON)
 
     def predictor(self) -> Any:
         if self.inputs is not None:
@@ -87,6 +88,8 @@ def metadata(package: Package) -> dict[str, Any]:
     }
     if package.inputs is not None:
         meta["inputs"] = package.inputs
+    if package.target is not None:
+        meta["target"] = package.target
     return meta
 
 

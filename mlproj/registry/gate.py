@@ -54,6 +54,7 @@ class Policy:
     primary_metric: str = ""
     promote: str = "auto"  # auto | never
     enabled: bool = True
+    require_beats_baseline: bool = False  # the run's baseline_<primary metric> must not be better
 
     def __post_init__(self) -> None:
         self.primary_metric = self.primary_metric or metrics.main_metric(self.task)
@@ -78,6 +79,7 @@ def policy_from_config(registry_cfg: Any, task: str, default_name: str) -> Polic
         primary_metric=registry_cfg.primary_metric or "",
         promote=plain(registry_cfg.promote),
         enabled=bool(enabled),
+        require_beats_baseline=bool(registry_cfg.get("require_beats_baseline", False)),
     )
 
 
@@ -201,6 +203,8 @@ def gate(
     elif not all(c.passed for c in checks):
         failed = "; ".join(c.describe() for c in checks if not c.passed)
         decision = Decision("rejected", checks, reason=f"below threshold: {failed}")
+    elif policy.require_beats_baseline and (lost := loses_to_baseline(policy, values)):
+        decision = Decision("rejected", checks, reason=lost)
     else:
         decision = Decision("registered", checks)
     if dry_run:
@@ -224,6 +228,18 @@ def gate(
     for key, value in run_tags.items():
         client.set_tag(run_id, key, value)
     return decision
+
+
+def loses_to_baseline(policy: Policy, values: dict[str, float]) -> str:
+    """Why the network loses to the run's baseline on the primary metric ("" when it does not)."""
+    metric = policy.primary_metric
+    mine, base = values.get(metric), values.get(f"baseline_{metric}")
+    if base is None:
+        return f"registry.require_beats_baseline: the run has no baseline_{metric} (baseline=none, or not a table)"
+    if mine is None or metrics.is_better(metric, policy.task, base, mine):
+        shown = "missing" if mine is None else f"{mine:.6g}"
+        return f"loses to the baseline: {metric}={shown}, baseline_{metric}={base:.6g}"
+    return ""
 
 
 def version_tags(run_id: str, values: dict[str, float], policy: Policy) -> dict[str, str]:

@@ -244,5 +244,8 @@ def keep_locally(
         save_model(folder / "model")
     for name, figure in (figures or {}).items():  # names are artifact paths: plots/<file>.png
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(folder / name, dpi=100)
+        if hasattr(figure, "to_csv"):  # a table (permutation importance) beside the plots
+            figure.to_csv(folder / name, index=False)
+        else:
+            figure.savefig(folder / name, dpi=100)
     return folder
