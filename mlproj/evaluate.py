@@ -66,7 +66,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         raise InputError(f"{args.file}: no column {target!r} (the model's target); columns: {list(rows.columns)[:10]}")
     rows = labelled(rows, target)
     stage = "eval" if args.run_id else "test"
-    values, predictions = measure(model, rows, target, kind, labels, stage)
+    values, predictions = measure(model, meta, rows, target, stage)
     artifacts = figures(kind, rows[target], predictions, labels)
     per_class = class_report(rows[target], predictions, labels) if kind == CLASSIFICATION else None
     run_id = log(args, values, artifacts, per_class, trained_in)
@@ -101,8 +101,10 @@ def labelled(rows: pd.DataFrame, target: str) -> pd.DataFrame:
 
 
 def measure(
-    model: Any, rows: pd.DataFrame, target: str, kind: str, labels: list[Any], stage: str
+    model: Any, meta: dict[str, Any], rows: pd.DataFrame, target: str, stage: str
 ) -> tuple[dict[str, float], pd.DataFrame]:
+    """The model's metrics on labelled rows (`meta`: its mlproj.json: kind, labels, the decision threshold)."""
+    kind, labels = meta.get("kind"), list(meta.get("labels") or [])
     from mlflow.exceptions import MlflowException
 
     from mlproj.scores import probability_columns, score
@@ -116,7 +118,9 @@ def measure(
                 kind, labels, rows[target], predictions["prediction"].to_numpy(float), None, stage
             ), predictions
         probs = probability_columns(predictions, labels)
-        return score(kind, labels, rows[target], predictions["prediction"].to_numpy(), probs, stage), predictions
+        threshold = (meta.get("preprocessing") or {}).get("threshold")
+        values = score(kind, labels, rows[target], predictions["prediction"].to_numpy(), probs, stage, threshold)
+        return values, predictions
     except (MlflowException, ValueError) as exc:
         raise InputError(getattr(exc, "message", str(exc)).split("Error: ")[-1]) from exc
 

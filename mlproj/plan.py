@@ -75,6 +75,7 @@ def make_plan(cfg: DictConfig) -> Plan:
     check_task_metrics(cfg, plan.metric_task)
     if builtin:
         check_model_input(cfg, plan)
+        check_imbalance(cfg, plan)
     check_registry_uri(cfg.tracking.registry_uri, cfg.registry.model_name)
     check_databricks_credentials(cfg.tracking)
     return plan
@@ -97,6 +98,23 @@ def check_model_input(cfg: DictConfig, plan: Plan) -> None:
 
     with torch.device("meta"):
         families.build(cfg.model, "model", "model", required=model_sizes(plan, None, cfg))
+
+
+def check_imbalance(cfg: DictConfig, plan: Plan) -> None:
+    """task.class_weight / task.threshold against the data's classes (mlproj.tasks.imbalance), at startup."""
+    from mlproj.tasks import imbalance
+
+    classes = plan.num_classes if plan.kind == metrics.CLASSIFICATION else None
+    imbalance.check(cfg.task.get("class_weight", "auto"), cfg.task.get("threshold", "auto"), classes)
+
+
+def class_counts(plan: Plan) -> list[int] | None:
+    """Training rows per class (label order) of mlproj's tables, for class weights and the threshold rule."""
+    if plan.kind != metrics.CLASSIFICATION or plan.prepared is None or "train" not in plan.prepared.splits:
+        return None
+    import numpy as np
+
+    return np.bincount(plan.prepared.splits["train"].y, minlength=plan.num_classes).tolist()
 
 
 def model_sizes(plan: Plan, loss: Any, cfg: DictConfig) -> dict[str, Any]:
@@ -288,6 +306,7 @@ def build_task(cfg: DictConfig, plan: Plan) -> tuple[Any, dict[str, Any]]:
             "metrics": {**data_metrics(plan), **metric_factories(cfg, plan.kind, plan.num_classes)},
             "target_mean": pre.target_mean if pre is not None else 0.0,
             "target_std": pre.target_std if pre is not None else 1.0,
+            "class_counts": class_counts(plan),
             **task_options(cfg.trainer),
         },
     )

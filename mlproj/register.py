@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--experiment", help="experiment name to pick the best run from")
     where.add_argument("--run-id", help="register this run instead of searching")
-    p.add_argument("--metric", help="rank runs by this metric (default: the task's main test metric)")
+    p.add_argument("--metric", help="rank runs by this metric (default: the task's main validation metric)")
     p.add_argument(
         "--filter", default="", help="an MLflow filter string, e.g. \"params.`model._target_` LIKE '%%MLP'\""
     )
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="METRIC=COND",
         help="e.g. test_r2=0.4 or 'test_rmse=<60' (repeatable; default: the thresholds the run was trained with)",
     )
-    p.add_argument("--primary-metric", help="champion comparison metric (default: the task's main test metric)")
+    p.add_argument("--primary-metric", help="champion comparison metric (default: the task's main val metric)")
     p.add_argument("--promote", choices=["auto", "never"], default="auto")
     p.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db")
     p.add_argument("--registry-uri", help="default: the tracking URI")
@@ -62,13 +62,22 @@ def best_run(client: Any, experiment_ids: list[str], metric: str | None, filter_
         )
     task = groups.pop()[1]
     metrics.declare_from_run(runs[0].data.tags, runs[0].data.params)
-    metric = metric or metrics.main_metric(task)
+    metric = metric or metrics.main_metric(task, "val")  # choosing on test would over-fit the test set
     metrics.spec_of(metric, task, stages=("val", "test"), key="--metric")
     ranked = [r for r in runs if metric in r.data.metrics]
     if not ranked:
         raise ConfigError(f"none of the {len(runs)} matching runs logged {metric}")
     sign = 1 if metrics.mode(metric, task) == "max" else -1
     return max(ranked, key=lambda r: sign * r.data.metrics[metric]), task, metric
+
+
+def chosen(run: Any, metric: str | None, by: str | None) -> str:
+    """Which run, and the metric that chose it (a run named by its id was chosen by whoever named it)."""
+    by = by or ""
+    value = run.data.metrics.get(by or metric)
+    shown = f" {by or metric}={value:.6g}" if value is not None else ""
+    head = f"best run by {by}" if by else "run named by --run-id"
+    return f"{head}: {run.info.run_id} ({run.info.run_name}){shown}"
 
 
 def thresholds_of(run: Any, given: list[str] | None, task: str) -> list[metrics.Threshold]:
@@ -126,8 +135,9 @@ def register_best(
     registry_uri: str | None = None,
     dry_run: bool = False,
     source: str = "mlproj.register",
+    chosen_by: str | None = None,
 ) -> Any:
-    """Pick the run (best of an experiment or sweep, or the one named), gate it, print the outcome."""
+    """Pick the run (best of an experiment or sweep, or the one named, `chosen_by` a sweep's objective), gate it."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -150,7 +160,6 @@ def register_best(
         ):
             raise ConfigError(f"run {run_id} is not an mlproj run with a logged model")
         metrics.declare_from_run(run.data.tags, run.data.params)
-        metric = metric or metrics.main_metric(task)
     else:
         found = client.get_experiment_by_name(experiment or "")
         if found is None:
@@ -170,7 +179,7 @@ def register_best(
         promote=promote,
     )
     metrics.spec_of(policy.primary_metric, task, stages=("val", "test"), key="primary metric")
-    print(f"best run by {metric}: {run.info.run_id} ({run.info.run_name}) {metric}={run.data.metrics.get(metric):.6g}")
+    print(chosen(run, metric, chosen_by if run_id else metric))
     db = sqlite_path(registry_uri or uri)
     decision = registry.gate(
         client,

@@ -19,9 +19,12 @@ def score(
     prediction: np.ndarray,
     probabilities: np.ndarray | None,
     stage: str,
+    threshold: float | None = None,
 ) -> dict[str, float]:
     """{`{stage}_{metric}`: value}. Regression: `prediction` in the target's units. Classification: `probabilities`
-    (rows x classes, in `labels` order) and the true labels; the loss is the network's alone (not computed)."""
+    (rows x classes, in `labels` order) and the true labels; the loss is the network's alone (not computed).
+    `threshold`: two classes, the model's decision threshold (as the run's test metrics use it); and
+    `{stage}_missed_classes`: classes present but never in `prediction`, as the run logs it."""
     import torch
 
     if kind == REGRESSION:
@@ -36,9 +39,17 @@ def score(
         raise ValueError(f"labels the model does not know: {unknown}; it knows {[str(x) for x in labels][:10]}")
     probs = torch.tensor(np.asarray(probabilities, dtype=np.float32))
     collection = build_metrics(kind, len(labels), stage)
+    if threshold is not None and len(labels) == 2:  # as SupervisedTask sets it for its test metrics
+        for metric in collection.values():
+            if hasattr(metric, "threshold") and isinstance(metric.threshold, float):
+                metric.threshold = threshold
     # As the task feeds them: binary metrics take P(second class), multiclass ones the rows of probabilities.
     collection.update(probs[:, 1] if len(labels) == 2 else probs, torch.tensor(known))
-    return {k: float(v) for k, v in collection.compute().items()}
+    values = {k: float(v) for k, v in collection.compute().items()}
+    predicted = {_key(v) for v in np.asarray(prediction, dtype=object)}
+    present = {_key(v) for v in y_true}
+    values[f"{stage}_missed_classes"] = float(len(present - predicted))
+    return values
 
 
 def _key(value: Any) -> str:

@@ -21,7 +21,9 @@ from mlproj.registry import gate as registry
 from tests.conftest import run_cli, table_package
 
 
-def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r") -> str:
+def make_run(
+    uri: str, experiment: str, values: dict[str, float], name: str = "r", val_rmse: float | None = None
+) -> str:
     """A real finished mlproj-style run with a real packaged model; metric values chosen by the test."""
     from mlproj.data.preprocess import Preprocessor
     from mlproj.models import Linear
@@ -35,6 +37,9 @@ def make_run(uri: str, experiment: str, values: dict[str, float], name: str = "r
         package = table_package(Linear(pre.num_features, 1), {"_target_": "mlproj.models.Linear"}, pre, bunch.data)
         info = packaging.log_model(package)
         mlflow.log_metrics(values)
+        val_rmse = values.get("test_rmse") if val_rmse is None else val_rmse
+        if val_rmse is not None:  # what selection and champion comparisons rank by (default): as test unless given
+            mlflow.log_metric("val_rmse", val_rmse)
         mlflow.set_tags(
             {"mlproj.task": "regression", "mlproj.data.name": "diabetes", "mlproj.model_uri": info.model_uri}
         )
@@ -121,9 +126,26 @@ def test_champion_moves_only_for_a_better_version(store, primary, values, champi
     assert seen[2] == {"challenger": "3", "champion": champion}
 
 
+def test_selection_and_champion_by_validation_not_test(store, capsys):
+    """Picking the best of N runs on test over-fits the test set: the default ranks by val_rmse, and the
+    champion moves by it, even when test_rmse disagrees; a threshold may still name a test metric (a gate)."""
+    from mlproj.register import register_best
+
+    by_val = make_run(store, "pick", {"test_rmse": 60.0}, val_rmse=40.0)
+    by_test = make_run(store, "pick", {"test_rmse": 30.0}, val_rmse=50.0)
+    decision = register_best(experiment="pick", tracking_uri=store, model_name="sel", thresholds=["test_rmse=<100"])
+    out = capsys.readouterr().out
+    assert f"best run by val_rmse: {by_val}" in out and "(champion by val_rmse)" in out
+    assert decision.decision == "registered"
+    assert MlflowClient(store).get_model_version_by_alias("sel", "champion").run_id == by_val
+    register_best(run_id=by_test, tracking_uri=store, model_name="sel")  # a better test, a worse val
+    assert "run named by --run-id" in capsys.readouterr().out
+    assert aliases(store, "sel") == {"champion": "1", "challenger": "2"}
+
+
 def test_promote_never_leaves_the_champion(store):
-    first = make_run(store, "reg", {"test_rmse": 50.0})
-    better = make_run(store, "reg", {"test_rmse": 10.0})
+    first = make_run(store, "reg", {"test_rmse": 50.0}, val_rmse=50.0)
+    better = make_run(store, "reg", {"test_rmse": 10.0}, val_rmse=10.0)
     gate_run(store, first, policy("m", enabled=True))
     decision = gate_run(store, better, policy("m", enabled=True, promote="never"))
     assert not decision.champion
@@ -148,7 +170,7 @@ def _gate_in_process(uri: str, run_id: str, lock: bool) -> None:
 
 def concurrent_gates(uri: str, lock: bool) -> None:
     values = [50.0, 40.0, 60.0, 45.0]
-    runs = [make_run(uri, "race", {"test_rmse": v}, name=f"r{v:g}") for v in values]
+    runs = [make_run(uri, "race", {"test_rmse": v}, name=f"r{v:g}", val_rmse=v) for v in values]
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_gate_in_process, args=(uri, r, lock)) for r in runs]
     for p in procs:
@@ -220,7 +242,7 @@ def test_registry_down_fails_clearly_and_keeps_the_run(store, monkeypatch):
         registry.gate(client, run_id, run.data.tags["mlproj.model_uri"], run.data.metrics, policy("m", enabled=True))
     assert f"register it later with: python -m mlproj.register --run-id {run_id} --model-name m" in str(info.value)
     kept = MlflowClient(store).get_run(run_id)
-    assert kept.info.status == "FINISHED" and kept.data.metrics == {"test_rmse": 50.0}
+    assert kept.info.status == "FINISHED" and kept.data.metrics == {"test_rmse": 50.0, "val_rmse": 50.0}
     assert kept.data.tags.get(tags.DECISION) != "registered"  # nothing was registered: the run does not say so
     # the run's model is intact: it loads and predicts (load_model never returns None: `is not None` held always)
     rows = load_diabetes(as_frame=True).data.head(4)
@@ -237,7 +259,9 @@ def register_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_register_best_command(store, tmp_path):
-    runs = {v: make_run(store, "pick", {"test_rmse": v, "test_r2": 1 - v / 100}) for v in (55.0, 42.0, 61.0)}
+    runs = {
+        v: make_run(store, "pick", {"test_rmse": v, "test_r2": 1 - v / 100}, val_rmse=v) for v in (55.0, 42.0, 61.0)
+    }
     base = ["--experiment", "pick", "--tracking-uri", store, "--model-name", "best"]
 
     dry = register_cli(*base, "--threshold", "test_r2=0.5", "--dry-run", cwd=tmp_path)
@@ -257,7 +281,7 @@ def test_register_best_command(store, tmp_path):
 
     rejected = register_cli(*base, "--threshold", "test_r2=0.9", cwd=tmp_path)
     assert rejected.returncode == 0 and "REJECTED" in rejected.stdout
-    make_run(store, "pick", {"test_rmse": 1.0})  # another dataset in the same experiment
+    make_run(store, "pick", {"test_rmse": 1.0}, val_rmse=1.0)  # another dataset in the same experiment
     client = MlflowClient(store)
     odd = client.search_runs([client.get_experiment_by_name("pick").experiment_id], order_by=["start_time DESC"])[0]
     client.set_tag(odd.info.run_id, "mlproj.data.name", "houses")
@@ -326,6 +350,7 @@ def test_sweep_registration_policy(tmp_path, when, expected_versions):
         assert versions[0].run_id == best.info.run_id
         decisions = sorted(r.data.tags[tags.DECISION] for r in runs)
         assert decisions == ["deferred", "registered"]
+        assert f"best run by val_rmse: {best.info.run_id}" in out.stdout  # the metric that chose, not a test one
 
 
 def test_a_run_is_registered_once_and_tasks_do_not_mix(store):

@@ -220,7 +220,7 @@ def test_a_server_on_postgresql_takes_runs_from_several_processes_at_once(pg_ser
     versions = client.search_model_versions("name = 'team-model'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3, 4]  # no version lost
     assert sorted(v.run_id for v in versions) == sorted(r.info.run_id for r in runs)
-    best = min(runs, key=lambda r: r.data.metrics["test_rmse"])  # the selection metric, in its direction
+    best = min(runs, key=lambda r: r.data.metrics["val_rmse"])  # the selection metric (validation), in its direction
     assert client.get_model_version_by_alias("team-model", "champion").run_id == best.info.run_id
     for run in runs:  # the model's artifacts went through the server, into its artifacts folder
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")

@@ -140,3 +140,14 @@ def test_env_tracking_uri_and_artifacts_beside_the_store(make_cfg, tmp_path, mon
     exp = MlflowClient(result.tracking_uri).get_experiment_by_name(result.experiment)
     assert exp.artifact_location == (elsewhere / "mlruns" / "mlproj-diabetes").as_uri()
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_val_metrics_describe_the_packaged_best_checkpoint_not_the_last_epoch(tmp_path):
+    """Early stopping ends past the best epoch; register and the champion rank by the run's (latest) val_*, so the
+    run's latest val_loss must be the best checkpoint's, the model that is packaged and tested."""
+    store, result, _ = train_once(tmp_path, "trainer.max_epochs=30", "optimizer.lr=0.05", "baseline=none")
+    client = MlflowClient(store)
+    history = [m.value for m in sorted(client.get_metric_history(result.run_id, "val_loss"), key=lambda m: m.step)]
+    epochs = history[:-1]  # the last entry is the best checkpoint's validation, logged after fit
+    assert min(epochs) != epochs[-1], "the run should stop past its best epoch for this test to mean anything"
+    assert client.get_run(result.run_id).data.metrics["val_loss"] == pytest.approx(min(epochs), rel=1e-6)

@@ -258,7 +258,7 @@ def check_task_metrics(cfg: DictConfig, task: str) -> None:
     for name, condition in cfg.registry.thresholds.items():
         metrics.parse_threshold(str(name), condition, task)
     if cfg.registry.primary_metric or gate_on(cfg.registry):  # the gate compares champion and challenger on it
-        primary = cfg.registry.primary_metric or metrics.main_metric(task)
+        primary = cfg.registry.primary_metric or metrics.main_metric(task, "val")
         metrics.spec_of(primary, task, stages=("val", "test"), key="registry.primary_metric")
     if cfg.sweep.objective:
         metrics.spec_of(cfg.sweep.objective, task, stages=("val", "test"), key="sweep.objective")

@@ -167,7 +167,7 @@ class RegistryConfig:
     # metric -> condition: a bare number means "at least this good" (direction from mlproj.metrics),
     # or a string with an operator: "<60", ">=0.4".
     thresholds: dict[str, Any] = field(default_factory=dict)
-    primary_metric: str | None = None  # champion comparison; default: the task's main test metric
+    primary_metric: str | None = None  # champion comparison; default: the task's main val metric
     promote: Promote = Promote.auto  # auto: champion moves when the new version beats it; never
     when: When = When.each  # each: gate every run; best: in a multirun, only the sweep's best trial
     require_beats_baseline: bool = False  # refuse a network that loses to the baseline on primary_metric

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from mlproj.config.schema import TaskKind
+from mlproj.data import hygiene
 from mlproj.data.preprocess import Preprocessor, infer_task
 from mlproj.data.table import Table
 from mlproj.errors import ConfigError, InputError
@@ -77,8 +78,24 @@ def split_indices(table: Table, task: str, cfg: Any) -> dict[str, np.ndarray]:
     return dict(zip(SPLITS, (train_idx, val_idx, test_idx), strict=True))
 
 
+def clean(table: Table, task: str, cfg: Any) -> dict[str, str]:
+    """The hygiene rules on the whole table (mlproj.data.hygiene): stray strings in numeric columns become
+    missing (or refused: data.strict), rows dropped for a missing target are said; returns the row-index columns
+    not to use, with why."""
+    if table.dropped_target_rows:
+        log.warning("%d rows dropped: their target %r is missing", table.dropped_target_rows, table.target.name)
+    table.features = hygiene.parse_dirty_numbers(table.features, bool(getattr(cfg, "strict", False)))
+    if task == CLASSIFICATION:
+        hygiene.warn_rare_class(table.target)
+    if not getattr(cfg, "drop_index_columns", True):
+        return {}
+    found = hygiene.index_columns(table.features, keep=list(getattr(cfg, "include", None) or []))
+    return {k: f"{why}; data.drop_index_columns=false keeps it" for k, why in found.items()}
+
+
 def prepare(table: Table, task: str, cfg: Any, parts: dict[str, np.ndarray] | None = None) -> PreparedData:
     """`parts`: given row indices per split (a cross-validation fold, mlproj.cv); default: split_indices."""
+    index = clean(table, task, cfg)
     parts = parts if parts is not None else split_indices(table, task, cfg)
     train_idx, val_idx, test_idx = parts.values()
     train_x = table.features.iloc[train_idx]
@@ -91,6 +108,7 @@ def prepare(table: Table, task: str, cfg: Any, parts: dict[str, np.ndarray] | No
             cfg.id_unique_ratio,
             cfg.drop_constant,
             cfg.scale,
+            drop=index,
         )
     except InputError as exc:
         raise ConfigError(f"data: {exc}") from exc

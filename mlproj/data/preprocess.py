@@ -47,6 +47,7 @@ class Preprocessor:
     labels: list[Any] = field(default_factory=list)  # classification: original label values, by index
     target_mean: float = 0.0  # regression: the model learns (y - mean) / std
     target_std: float = 1.0
+    threshold: float | None = None  # two classes: predict labels[1] when P(labels[1]) > this (None: 0.5)
 
     # --- fitting ------------------------------------------------------------------------------------
 
@@ -60,13 +61,17 @@ class Preprocessor:
         id_unique_ratio: float = 0.9,
         drop_constant: bool = True,
         scale: bool = True,
+        drop: dict[str, str] | None = None,
     ) -> Preprocessor:
+        """`drop`: columns decided against before the split (mlproj.data.hygiene: row indices), with why."""
         pre = cls(task=task)
         rows = len(features)
         for name in features.columns:
             col = features[name]
             key = str(name)
-            if col.isna().all():
+            if key in (drop or {}):
+                pre.dropped[key] = (drop or {})[key]
+            elif col.isna().all():
                 pre.dropped[key] = "all values missing"
             elif _is_numeric(col):
                 values = col.astype("float64")

@@ -48,6 +48,9 @@ class TableSource(DataSource):
     # A numeric table with a layout (pixels of an image) keeps it with drop_constant=false scale=false.
     drop_constant: bool = True  # constant columns carry nothing for a table; a pixel grid needs every cell
     scale: bool = True  # standardise each numeric column (false: imputed, values as they are)
+    # Integer columns numbering the rows (unique: a range, or monotone over the file) are dropped as IDs.
+    drop_index_columns: bool = True
+    strict: bool = False  # true: a numeric column with stray non-numeric cells is refused (default: missing)
 
     def __post_init__(self) -> None:
         check_split_fractions(self.val_fraction, self.test_fraction)

@@ -14,6 +14,9 @@ from mlproj.plan import Plan
 
 def package_of(plan: Plan, module: Any, recipe: dict[str, Any], requirements: list[str] | None = None) -> Package:
     network = (module.model if recipe["family"] == "model" else module).cpu()
+    threshold = getattr(module, "decision_threshold", None)  # chosen on validation (mlproj.tasks.imbalance)
+    if threshold is not None and plan.pre is not None and hasattr(plan.pre, "threshold"):
+        plan.pre.threshold = float(threshold)
     code = user_code(recipe["node"])
     package = _package(plan, network, _packaged_recipe(recipe, network), code)
     package.requirements = [*package.requirements, *(requirements or [])]

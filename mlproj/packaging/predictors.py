@@ -43,8 +43,12 @@ class Predictions(pd.Series):
         return frame_or_series.to_dict(*args, **({"orient": orient} if orient else {}), **kwargs)
 
 
-def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None) -> pd.DataFrame | pd.Series:
-    """Network outputs -> a frame: `prediction` (and `probability_<label>` on request for classification)."""
+def decode(
+    out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, Any] | None, threshold: float | None = None
+) -> pd.DataFrame | pd.Series:
+    """Network outputs -> `prediction` (a Predictions series; a frame with `probability_<label>` on request for
+    classification). `threshold`: two classes, the decision threshold on P(labels[1]) chosen at training
+    (probabilities unchanged)."""
     if kind == REGRESSION:  # one column per output: `prediction`, or prediction_0, prediction_1, ...
         flat = out.reshape(len(out), -1).double().numpy()
         if flat.shape[1] == 1:
@@ -56,7 +60,8 @@ def decode(out: torch.Tensor, kind: str, labels: list[Any], params: dict[str, An
     else:
         probs = torch.softmax(out, dim=-1).numpy()
     names = np.asarray(labels, dtype=object)
-    predicted = names[probs.argmax(axis=1)].tolist()
+    chosen = probs.argmax(axis=1) if threshold is None or len(labels) != 2 else (probs[:, 1] > threshold).astype(int)
+    predicted = names[chosen].tolist()
     if not (params or {}).get(PROBABILITIES_PARAM):
         return Predictions(predicted, name="prediction")
     result = pd.DataFrame({"prediction": predicted})
@@ -80,7 +85,7 @@ class TabularPredictor:
             out = self.network(x).float()
         if self.pre.task == REGRESSION:
             return pd.DataFrame({"prediction": self.pre.decode_regression(out.squeeze(-1).double().numpy())})
-        return decode(out, CLASSIFICATION, self.pre.labels, params)
+        return decode(out, CLASSIFICATION, self.pre.labels, params, getattr(self.pre, "threshold", None))
 
 
 class TensorPredictor:

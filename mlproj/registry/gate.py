@@ -28,6 +28,7 @@ from mlproj.tracking.runs import write_again_on_conflict
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+MISSED_CLASSES = "test_missed_classes"  # classes present on test that the model never predicts (tasks/supervised.py)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Policy:
     require_beats_baseline: bool = False  # the run's baseline_<primary metric> must not be better
 
     def __post_init__(self) -> None:
-        self.primary_metric = self.primary_metric or metrics.main_metric(self.task)
+        self.primary_metric = self.primary_metric or metrics.main_metric(self.task, "val")  # select on val, not test
 
 
 @dataclass
@@ -133,7 +134,9 @@ def report(decision: Decision, policy: Policy) -> str:
         lines.append(f"  the run is already models:/{policy.model_name}/{decision.version}; nothing added")
     elif decision.decision == "registered":
         role = "champion and challenger" if decision.champion else "challenger"
-        lines.append(f"  models:/{policy.model_name}/{decision.version} is now {role}")
+        lines.append(
+            f"  models:/{policy.model_name}/{decision.version} is now {role} (champion by {policy.primary_metric})"
+        )
     elif decision.reason:
         lines.append(f"  {decision.reason}")
     return "\n".join(lines)
@@ -200,6 +203,13 @@ def gate(
         )
     elif model_uri is None:
         decision = Decision("rejected", checks, reason="the run logged no model")
+    elif values.get(MISSED_CLASSES):  # whatever the thresholds: an auroc can pass while f1 is 0
+        missed = int(values[MISSED_CLASSES])
+        decision = Decision(
+            "rejected",
+            checks,
+            reason=f"the model never predicts {missed} of the classes on the test split ({MISSED_CLASSES}={missed})",
+        )
     elif not all(c.passed for c in checks):
         failed = "; ".join(c.describe() for c in checks if not c.passed)
         decision = Decision("rejected", checks, reason=f"below threshold: {failed}")

@@ -64,4 +64,5 @@ class SweepCallback(Callback):
             tracking_uri=config.tracking.uri,
             registry_uri=config.tracking.registry_uri,
             source="mlproj sweep (registry.when=best)",
+            chosen_by=summary.get("objective"),  # the sweep ranked its trials by sweep.objective
         )

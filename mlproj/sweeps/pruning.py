@@ -84,7 +84,8 @@ def reporter(trial: Any, objective: str, task: str) -> Any:
 
     class OptunaReport(pl.Callback):
         def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            if trainer.sanity_checking or watched not in trainer.callback_metrics:
+            # Not the best checkpoint's validation after fit (mlproj.training.fit): that is not an epoch.
+            if trainer.sanity_checking or trainer.state.fn != "fit" or watched not in trainer.callback_metrics:
                 return
             trial.report(float(trainer.callback_metrics[watched]), step=trainer.current_epoch)
             if trial.should_prune():

@@ -197,7 +197,7 @@ def finish_parent(cfg: DictConfig) -> dict[str, Any]:
         _log_objective_plot(client, parent, rows, objective)
     if best is not None:
         trial, score = best
-        summary.update(best_run_id=trial.info.run_id, best_objective=score)
+        summary.update(best_run_id=trial.info.run_id, best_objective=score, objective=objective)
         client.set_tag(parent, tags.SWEEP_BEST_RUN, trial.info.run_id)
         client.log_metric(parent, f"best_{objective}", score)
         for key, value in trial.data.metrics.items():

@@ -36,6 +36,7 @@ from mlproj.data.batches import Batch, TensorBatches
 from mlproj.errors import TrainingDiverged
 from mlproj.metrics import REGRESSION, STAGES, build_metrics
 from mlproj.metrics import mode as metric_mode
+from mlproj.tasks import imbalance
 
 
 class SupervisedTask(pl.LightningModule):
@@ -59,6 +60,7 @@ class SupervisedTask(pl.LightningModule):
             "gradient_clip_val",
             "log_every_n_steps",
             "compile",
+            "class_counts",
         }
     )
 
@@ -79,7 +81,13 @@ class SupervisedTask(pl.LightningModule):
         accumulate_grad_batches: int = 1,
         log_every_n_steps: int | None = None,
         compile: bool = False,
+        class_weight: str | list[float] | None = "auto",
+        threshold: str | float = "auto",
+        class_counts: list[int] | None = None,
     ) -> None:
+        """`class_weight`: auto | balanced | none | one weight per class (the built-in loss only); `threshold`:
+        auto | P(positive) for binary tasks; `class_counts`: training rows per class (mlproj passes them). See
+        mlproj.tasks.imbalance for the rules."""
         super().__init__()
         # Manual optimization: a training step makes several optimizer steps (see the module docstring).
         self.automatic_optimization = False
@@ -107,6 +115,16 @@ class SupervisedTask(pl.LightningModule):
         self.scheduler_factory = scheduler
         extra_metrics = metrics
         self.monitor = monitor
+        imbalance.check(class_weight, threshold, num_classes if task != REGRESSION else None)
+        self.class_counts = list(class_counts) if class_counts else None
+        weights = imbalance.class_weights(class_weight, self.class_counts) if task != REGRESSION else None
+        # None: an unweighted loss. A loss of the config's is used as given (its own weights, if any).
+        self.register_buffer("class_weights", torch.tensor(weights) if weights else None, persistent=False)
+        self.threshold = threshold
+        self.decision_threshold: float | None = None if threshold == "auto" else float(threshold)
+        # Test rows per class predicted / present: a class present but never predicted is test_missed_classes.
+        self.register_buffer("_predicted", torch.zeros(max(num_classes, 2), dtype=torch.long), persistent=False)
+        self.register_buffer("_present", torch.zeros(max(num_classes, 2), dtype=torch.long), persistent=False)
         self.register_buffer("target_mean", torch.tensor(target_mean))
         self.register_buffer("target_std", torch.tensor(target_std))
         # ModuleDict keys cannot be "train" (an nn.Module attribute), hence the "_" prefix.
@@ -127,8 +145,14 @@ class SupervisedTask(pl.LightningModule):
                 return self.loss_fn(out, target), out
             if self.task == REGRESSION:
                 return F.mse_loss(out, target), out
-            return F.binary_cross_entropy_with_logits(out, target), out
-        return (self.loss_fn or F.cross_entropy)(out, y), out
+            w = self.class_weights
+            pos_weight = None if w is None else (w[1] / w[0])
+            # pos_weight scales the positive rows, w[0] the rest (balanced weights average 1 over the training rows)
+            scale = 1.0 if w is None else w[0]
+            return scale * F.binary_cross_entropy_with_logits(out, target, pos_weight=pos_weight), out
+        if self.loss_fn is not None:
+            return self.loss_fn(out, y), out
+        return F.cross_entropy(out, y, weight=self.class_weights), out
 
     def _for_metrics(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(predictions, targets) for the metrics: original units for regression, probabilities otherwise."""
@@ -146,8 +170,21 @@ class SupervisedTask(pl.LightningModule):
         loss, out = self._loss(self(x), y)
         # Only device-side updates per step; values are computed and logged once per epoch.
         self.losses["_" + stage].update(loss.detach(), weight=len(y))
-        self.stage_metrics["_" + stage].update(*self._for_metrics(out, y))
+        predictions, targets = self._for_metrics(out, y)
+        self.stage_metrics["_" + stage].update(predictions, targets)
+        if stage == "test" and self.task != REGRESSION:
+            self._count_classes(predictions, targets)
         return loss
+
+    def _count_classes(self, predictions: torch.Tensor, targets: torch.Tensor) -> None:
+        if predictions.dim() == 1:  # P(class 1), cut at the decision threshold
+            cut = 0.5 if self.decision_threshold is None else self.decision_threshold
+            labels = (predictions > cut).long()
+        else:
+            labels = predictions.argmax(dim=-1)
+        size = len(self._predicted)
+        self._predicted += torch.bincount(labels, minlength=size)[:size]
+        self._present += torch.bincount(targets.long(), minlength=size)[:size]
 
     def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> torch.Tensor:
         """One optimizer step per minibatch of the chunk (per `accumulate_grad_batches` minibatches); metric
@@ -287,12 +324,50 @@ class SupervisedTask(pl.LightningModule):
 
     def on_test_start(self) -> None:
         _to_device(self.trainer.test_dataloaders, self.device)
+        self._predicted.zero_()
+        self._present.zero_()
+        if self.task != REGRESSION and self.num_classes == 2 and self.threshold == "auto":
+            self.decision_threshold = self._choose_threshold()
+        if self.decision_threshold is not None:  # test metrics measure the predictions the model will make
+            for metric in self.stage_metrics["_test"].values():
+                if hasattr(metric, "threshold") and isinstance(metric.threshold, float):
+                    metric.threshold = self.decision_threshold
+
+    def _choose_threshold(self) -> float | None:
+        """The binary threshold, chosen on the validation split with the weights being tested (the best
+        checkpoint's): mlproj.tasks.imbalance.choose_threshold."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None:
+            return None
+        loader = datamodule.val_dataloader()
+        _to_device(loader, self.device)
+        probs, targets = [], []
+        with torch.inference_mode():
+            for batch in loader:
+                for x, y in batch if isinstance(batch, list) and not isinstance(batch[0], torch.Tensor) else [batch]:
+                    out = self(x.to(self.device))
+                    p, t = self._for_metrics(out.squeeze(-1) if self.binary else out, y)
+                    probs.append(p.float().cpu())
+                    targets.append(t.cpu())
+        found = None
+        if probs:
+            p, t = torch.cat(probs).numpy(), torch.cat(targets).numpy()
+            found = imbalance.choose_threshold(p, t, self.monitor, self.class_counts)
+        # DDP: each rank holds a shard of the validation split; all use rank 0's choice, which is packaged.
+        return self.trainer.strategy.broadcast(found, src=0)
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+        if self.task != REGRESSION:
+            predicted = self.trainer.strategy.reduce(self._predicted, reduce_op="sum")
+            present = self.trainer.strategy.reduce(self._present, reduce_op="sum")
+            missed = ((present > 0) & (predicted == 0)).sum().float()
+            self.log("test_missed_classes", missed, on_step=False, on_epoch=True, sync_dist=False)
+            if self.decision_threshold is not None:
+                self.log("decision_threshold", float(self.decision_threshold), on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -57,11 +57,24 @@ def fit_and_test(
     if fit(trainer, module, data, checkpoint) == PRUNED:
         return PRUNED, module, recipe
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging.
+    # Evaluated with the best checkpoint, whose weights stay loaded in `module` for packaging. Validated again
+    # first when it is not the last epoch's: the run's val_* (what mlproj.register and the champion rank by) then
+    # describe the packaged model, not the last epoch.
     with interrupts(trainer):
+        if best and Path(best).name != "last.ckpt" and not _last_is_best(trainer):
+            trainer.validate(module, datamodule=data, ckpt_path=best, verbose=False)
         trainer.test(module, datamodule=data, ckpt_path=best or None, verbose=False)
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test")}
     return results, module, recipe
+
+
+def _last_is_best(trainer: Any) -> bool:
+    """The last epoch's monitored value is the best checkpoint's (nothing to validate again)."""
+    callback = trainer.checkpoint_callback
+    last = trainer.callback_metrics.get(callback.monitor) if callback.monitor else None
+    return (
+        last is not None and callback.best_model_score is not None and float(last) == float(callback.best_model_score)
+    )
 
 
 def fit(trainer: Any, module: Any, data: Any, checkpoint: Path | None = None) -> str:
