@@ -5,6 +5,7 @@ Imports only Hydra and the schema here, so `--help` and `--cfg job` answer fast.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mlproj.config.primary import user_primary
 from mlproj.config.schema import config_dir
 from mlproj.errors import EXIT_FAILED, ConfigError, MlprojError, exit_code, report
 
@@ -22,12 +24,18 @@ def _main(cfg: DictConfig) -> float | str | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mlproj.config.naming import fill_default_experiment
     from mlproj.cv import cross_validate
     from mlproj.sweeps.runs import note_failure
     from mlproj.tracking.masking import mark_secrets, redact, redact_hydra_outputs
     from mlproj.train import run
 
     hydra_cfg = HydraConfig.get()
+    # tracking.experiment's default (mlproj-<data name>), also in the config Hydra's own nodes interpolate
+    # (hydra.sweeper.study_name: ${tracking.experiment}, read by an Optuna trial)
+    for config in (cfg, hydra_cfg._get_parent()):
+        if isinstance(config, DictConfig):
+            fill_default_experiment(config)
     mark_secrets(cfg)
     if hydra_cfg.output_subdir:
         redact_hydra_outputs(Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir)
@@ -83,12 +91,42 @@ def assign_gpu(cfg: DictConfig, job_num: int) -> None:
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    key = help_key(argv)
+    if key is not None:
+        from mlproj.config.keyhelp import key_help
+
+        try:
+            print(key_help(key))
+        except ConfigError as exc:
+            sys.exit(report(exc))
+        return
+    try:
+        argv = user_primary(argv, config_dir())  # a config.yaml in --config-dir is the primary config
+    except ConfigError as exc:
+        sys.exit(report(exc))
+    sys.argv[1:] = argv
     from mlproj import outputs
 
     outputs.register()
     outputs.new_command()
-    check_hydra_nodes(sys.argv[1:])
-    _main()
+    check_hydra_nodes(argv)
+    try:
+        _main()
+    except SystemExit as exc:
+        if exc.code in (0, None) and ("--help" in argv or "-h" in argv):
+            from mlproj.config.keyhelp import overview
+
+            print(overview())  # after Hydra's own help: every key, its default and description
+        raise
+
+
+def help_key(argv: list[str]) -> str | None:
+    """`--help KEY` / `-h KEY`: the KEY (a word without `=`, not a flag); None for anything else."""
+    for flag, value in itertools.pairwise(argv):
+        if flag in ("--help", "-h") and "=" not in value and not value.startswith("-"):
+            return value
+    return None
 
 
 def check_hydra_nodes(argv: list[str]) -> None:

@@ -17,13 +17,17 @@ VERSION = "mlproj.version"
 OVERRIDES = "mlproj.overrides"
 COMMAND = "mlproj.command"
 GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own key, so its UI shows it
+GIT_BRANCH = "mlflow.source.git.branch"  # MLflow's own
+GIT_REPO_URL = "mlflow.source.git.repoURL"  # MLflow's own
 GIT_DIRTY = "mlproj.git.dirty"
+GIT = "mlproj.git"  # "repository", or "none": the working directory is in no git repository
 DATASET_SOURCE = "mlproj.source"  # on the logged dataset input
 
 # The run's lifecycle
 ERROR = "mlproj.error"  # why a run ended FAILED
 UPLOADED = "mlproj.uploaded"  # results sent later by mlproj.upload
 CHECKPOINT_DIR = "mlproj.checkpoint_dir"
+REPRODUCED_FROM = "mlproj.reproduced_from"  # mlproj.reproduce: the run whose config this run trained again
 RESUMED_FROM_EPOCH = "mlproj.resumed_from_epoch"
 
 # Sweeps

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mlproj import baselines, metrics, tags
+from mlproj.config.naming import fill_default_experiment
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
 from mlproj.results import RunResult
@@ -31,6 +32,7 @@ def run(
     plan: Plan | None = None,
 ):
     """Train, test, log and package one run; then the gate. `sweep`: its multirun; `plan`: a cv fold's (mlproj.cv)."""
+    fill_default_experiment(cfg)
     plan = plan or make_plan(cfg)
     mark_secrets(cfg)
     from mlproj.tracking import outage

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store)
-    experiment = client.get_experiment_by_name("mlproj")
+    experiment = client.get_experiment_by_name("mlproj-SyntheticTable")  # the default: mlproj-<data name>
     runs = client.search_runs([experiment.experiment_id], max_results=10_000)
     statuses = collections.Counter(r.info.status for r in runs)
     expected = collections.Counter()

@@ -75,7 +75,7 @@ def train(path: Path, folder: Path, model: str, epochs: int) -> dict[str, float]
     subprocess.run(args, cwd=folder, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     client = MlflowClient(store)
-    run = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id], max_results=1)[0]
+    run = client.search_runs([client.get_experiment_by_name(f"mlproj-{path.stem}").experiment_id], max_results=1)[0]
     return {"mae": run.data.metrics["test_mae"], "mase": run.data.metrics["test_mase"], "seconds": seconds}
 
 

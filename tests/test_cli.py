@@ -23,7 +23,7 @@ def test_default_job_tracks_one_finished_run(tmp_path):
     assert (tmp_path / "mlflow.db").exists() and (tmp_path / "mlruns").is_dir()
     assert "FINISHED" in out.stdout and "test_rmse" in out.stdout and "mlflow ui --backend-store-uri" in out.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlproj.command"] == "python -m mlproj debug=quick"
     assert run.data.tags["mlproj.overrides"] == '["debug=quick"]'
@@ -35,7 +35,7 @@ def test_csv_job_predicts_raw_rows_of_the_file(tmp_path, houses_csv):
     out = run_cli("data=csv", f"data.path={houses_csv.name}", "data.target=price", "debug=quick", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = mlflow.search_runs(experiment_names=["mlproj"], output_format="list")
+    (run,) = mlflow.search_runs(experiment_names=["mlproj-houses"], output_format="list")
     assert run.data.tags["mlproj.task"] == "regression"
     assert "ID-like" in out.stderr + out.stdout  # house_id is dropped with a warning
     model = mlflow.pyfunc.load_model(run.data.tags["mlproj.model_uri"])
@@ -131,11 +131,11 @@ def test_bring_your_own_module_without_forking(tmp_path):
     out = run_cli("--config-dir", "my_conf", "model=tiny", "debug=quick", cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert run.data.params["model._target_"] == "mynets.Tiny" and run.data.params["model.width"] == "6"
     bad = run_cli("--config-dir", "my_conf", "model=tiny", "model.width=wide", cwd=tmp_path, env=env)
     # the user's own class has its keys checked like a built-in one: a config error in one line, no new run
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.returncode == 2 and len(lines) == 1, bad.stderr[-3000:]
     assert lines[0].startswith("mlproj: error: model.width='wide'"), lines
-    assert len(client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])) == 1
+    assert len(client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])) == 1

@@ -158,7 +158,7 @@ def test_torchrun_launches_every_rank_and_rank_0_alone_tracks(store, tmp_path):
     out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics
     assert len(client.search_model_versions("name='mlproj-diabetes'")) == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["mlruns", "out"]

@@ -127,7 +127,7 @@ def test_plain_progress_and_system_metrics_without_a_tty(tmp_path):
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
     assert "train_loss" in lines[0] and "val_rmse" in lines[0]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (only,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (only,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert any(k.startswith("system/") for k in only.data.metrics), sorted(only.data.metrics)
 
     quiet = run_cli("model=linear", "trainer.max_epochs=2", "quiet=true", cwd=tmp_path)
@@ -142,7 +142,7 @@ def test_grid_sweep_nests_trials_under_one_parent_with_a_summary(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stderr.count("the sweep goes on") == 2
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("mlproj.sweep.role") == "parent"]
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 5 and len(trials) == 4

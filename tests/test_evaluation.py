@@ -43,8 +43,8 @@ def labelled_test_split(folder: Path, cfg) -> Path:
 
 def evaluation_runs(store: str) -> list:
     client = MlflowClient(store)
-    experiment = client.get_experiment_by_name("mlproj").experiment_id
-    return client.search_runs([experiment], "tags.`mlproj.evaluation.model` != ''")
+    experiments = [e.experiment_id for e in client.search_experiments()]  # beside the training run: mlproj-<data>
+    return client.search_runs(experiments, "tags.`mlproj.evaluation.model` != ''")
 
 
 @pytest.mark.parametrize("fixture", ["regression", "classification"])
@@ -179,7 +179,7 @@ def test_cv_folds_make_a_parent_with_one_nested_run_per_fold(tmp_path: Path, sto
     )
     assert code == 0
     client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("mlproj-wine").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("mlproj.cv.role") == "parent"]
     folds = [r for r in runs if r.data.tags.get("mlproj.cv.role") == "fold"]
     assert len(folds) == 2 and {r.data.tags["mlflow.parentRunId"] for r in folds} == {parent.info.run_id}

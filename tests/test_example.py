@@ -42,7 +42,7 @@ def overrides(store: str, *extra: str, epochs: int = 3, one_cpu: bool = True) ->
     return [*args, *extra]
 
 
-def runs_of(store: str, experiment: str = "mlproj") -> list:
+def runs_of(store: str, experiment: str = "mlproj-DigitsImages") -> list:
     client = MlflowClient(store)
     return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 

@@ -74,7 +74,7 @@ def test_a_users_task_metric_needs_a_direction_and_must_be_logged(make_cfg, stor
     cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", task, "registry.enabled=true", "registry.primary_metric=test_x")
     with pytest.raises(ConfigError, match=r"registry.primary_metric: 'test_x': mlproj cannot know"):
         run(cfg, [], tmp_path / "b")
-    assert MlflowClient(store).get_experiment_by_name("mlproj") is None  # refused before anything was created
+    assert MlflowClient(store).get_experiment_by_name("mlproj-diabetes") is None  # refused before anything was created
     # A full name declares its metric at every stage: val_score=max says test_score=max too.
     result, _ = _run(
         make_cfg,

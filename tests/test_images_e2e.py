@@ -28,7 +28,7 @@ SMALL = ["data=digits_images", "model=cnn", "model.channels=[8]", "trainer.progr
 
 def runs_of(store: str) -> list:
     client = MlflowClient(store)
-    return client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    return client.search_runs([client.get_experiment_by_name("mlproj-DigitsImages").experiment_id])
 
 
 def test_scoring_server_answers_a_png(make_cfg, store, tmp_path):

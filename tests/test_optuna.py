@@ -33,7 +33,7 @@ def test_sweep_grammar_becomes_optuna_distributions(line, expected):
 
 def runs_by_role(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     parents = [r for r in runs if r.data.tags.get("mlproj.sweep.role") == "parent"]
     trials = [r for r in runs if r.data.tags.get("mlproj.sweep.role") == "trial"]
     return client, parents, trials
@@ -55,7 +55,7 @@ SEARCH = [
 def test_search_prunes_and_a_resumed_study_continues_under_the_same_parent(tmp_path):
     out = run_cli(*SEARCH, "hydra.sweeper.n_trials=5", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    study = optuna.load_study(study_name="mlproj", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="mlproj-diabetes", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     states = [t.state for t in study.trials]
     assert len(states) == 5 and optuna.trial.TrialState.PRUNED in states
     assert study.direction == optuna.study.StudyDirection.MINIMIZE  # val_rmse
@@ -71,7 +71,7 @@ def test_search_prunes_and_a_resumed_study_continues_under_the_same_parent(tmp_p
 
     again = run_cli(*SEARCH, "hydra.sweeper.n_trials=2", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    study = optuna.load_study(study_name="mlproj", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="mlproj-diabetes", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert len(study.trials) == 7
     _, parents, trials = runs_by_role(tmp_path)
     assert [p.info.run_id for p in parents] == [parent.info.run_id] and parents[0].info.status == "FINISHED"

@@ -340,7 +340,7 @@ def test_sweep_registration_policy(tmp_path, when, expected_versions):
     assert out.returncode == 0, out.stderr[-3000:]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    found = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    found = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     runs = [r for r in found if r.data.tags.get("mlproj.sweep.role") == "trial"]
     assert len(found) == 3 and len(runs) == 2 and len({r.data.tags["mlproj.sweep"] for r in found}) == 1
     versions = client.search_model_versions("name = 'mlproj-diabetes'")

@@ -40,7 +40,7 @@ def test_submitit_local_sweep_end_to_end(store, tmp_path):
     assert out.returncode == 0, out.stderr[-4000:]
     assert "Submitit 'local' sweep output dir" in out.stdout + out.stderr
     client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     roles = {r.data.tags.get("mlproj.sweep.role"): r for r in runs}
     assert len(runs) == 2 and set(roles) == {"parent", "trial"}
     parent, trial = roles["parent"], roles["trial"]

@@ -140,5 +140,5 @@ def test_streaming_under_ddp_end_to_end(store, tmp_path, houses_parquet):
     out = run_cli("trainer=ddp_cpu", "debug=quick", *overrides, f"tracking.uri='{store}'", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj-houses").experiment_id])
     assert run.info.status == "FINISHED" and "test_rmse" in run.data.metrics

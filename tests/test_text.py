@@ -108,7 +108,7 @@ def test_classification_run_gate_and_packaged_model(make_cfg, store, reviews_csv
     cfg = make_cfg(*overrides, "++registry.thresholds.test_accuracy=0.01", "registry.model_name=reviews")
     result = run(cfg, [], tmp_path / "out")
     client = MlflowClient(store)
-    (only,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (only,) = client.search_runs([client.get_experiment_by_name("mlproj-reviews").experiment_id])
     assert only.info.status == "FINISHED" and only.data.tags["mlproj.task"] == "classification"
     assert {"test_accuracy", "test_f1", "test_auroc", "val_accuracy"} <= set(only.data.metrics)
     assert only.data.params["data._target_"] == "mlproj.data.text.TextFile"

@@ -70,7 +70,7 @@ def test_text_grid_and_optuna_sweeps(tmp_path):
     grid = run_cli("-m", *data, "model=embedding_bag,text_transformer", "debug=quick", "quiet=true", cwd=tmp_path)
     assert grid.returncode == 0, grid.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("mlproj-reviews").experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("mlproj.sweep.role") == "parent"]
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(t.info.run_name for t in trials) == ["model=embedding_bag", "model=text_transformer"]
@@ -92,7 +92,7 @@ def test_text_ddp_cpu_run_is_one_run_over_both_shards(store, tmp_path):
     assert out.returncode == 0, out.stderr[-4000:]
     assert "Starting with 2 processes" in out.stdout + out.stderr
     client = MlflowClient(store)
-    (only,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (only,) = client.search_runs([client.get_experiment_by_name("mlproj-reviews").experiment_id])
     assert only.info.status == "FINISHED" and only.data.params["trainer.devices"] == "2"
     # Each rank tested half of the test split; the logged accuracy is the whole split's.
     test = TextFile(path=str(tmp_path / "reviews.csv"), text_column="review", target="sentiment").prepare()

@@ -259,7 +259,7 @@ def test_a_forecasting_run_logs_its_metrics_plot_and_model(make_cfg, series_csv,
     cfg = make_cfg(*ts_args(series_csv, store, *extra))
     result = run(cfg, [], tmp_path / "out")
     client = MlflowClient(store)
-    (only,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (only,) = client.search_runs([client.get_experiment_by_name("mlproj-sales").experiment_id])
     for stage in ("val", "test"):
         for name in ("mae", "rmse", "mape", "smape", "mase"):
             assert f"{stage}_{name}" in only.data.metrics, (stage, name)

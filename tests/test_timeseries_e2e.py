@@ -42,7 +42,7 @@ def cpu(*extra: str) -> list[str]:
 
 def runs(tmp_path: Path) -> tuple[MlflowClient, list]:
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    return client, client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    return client, client.search_runs([client.get_experiment_by_name("mlproj-sales").experiment_id])
 
 
 def test_grid_sweep_over_models_ranks_trials_by_val_mase(tmp_path):
@@ -67,7 +67,7 @@ def test_optuna_search_minimises_val_mase(tmp_path):
     search = ["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "sweep.objective=val_mase"]
     out = run_cli(*search, "sweep.storage=sqlite:///optuna.db", *args(path, *cpu()), cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    study = optuna.load_study(study_name="mlproj", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = optuna.load_study(study_name="mlproj-sales", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert study.direction == optuna.study.StudyDirection.MINIMIZE and len(study.trials) == 2
     _, found = runs(tmp_path)
     trials = [r for r in found if r.data.tags.get("mlproj.sweep.role") == "trial"]

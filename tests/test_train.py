@@ -109,7 +109,7 @@ def test_csv_classification_model_reproduces_the_logged_accuracy(segments):
     mlflow.set_tracking_uri(store)
     model = mlflow.pyfunc.load_model(result.model_uri)
     test = prepare(load_table(cfg.data), "classification", cfg.data).splits["test"]
-    logged = runs_of(store, "mlproj")[0].data.metrics["test_accuracy"]
+    logged = runs_of(store, "mlproj-houses")[0].data.metrics["test_accuracy"]
     assert accuracy_score(test.raw_target, model.predict(test.raw)["prediction"]) == pytest.approx(logged, abs=1e-6)
 
 
@@ -138,7 +138,7 @@ def test_env_tracking_uri_and_artifacts_beside_the_store(make_cfg, tmp_path, mon
     result = run(make_cfg(*QUICK, "model=linear"), [], tmp_path / "out")
     assert result.tracking_uri == f"sqlite:///{elsewhere / 'team.db'}"
     exp = MlflowClient(result.tracking_uri).get_experiment_by_name(result.experiment)
-    assert exp.artifact_location == (elsewhere / "mlruns" / "mlproj").as_uri()
+    assert exp.artifact_location == (elsewhere / "mlruns" / "mlproj-diabetes").as_uri()
     assert not (tmp_path / "mlflow.db").exists()
 
 

@@ -54,24 +54,26 @@ PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64", "bf16-
 
 @dataclass
 class TrainerConfig:
-    accelerator: Accelerator = Accelerator.auto
+    """How Lightning trains: devices, epochs, early stopping, checkpoints, progress (trainer=auto|cpu|gpu|ddp)."""
+
+    accelerator: Accelerator = Accelerator.auto  # the kind of device; auto: a GPU when there is one
     devices: Any = "auto"  # "auto", a count, or a list of device ids such as [0, 2]
-    precision: str = "32-true"
-    strategy: Strategy = Strategy.auto
+    precision: str = "32-true"  # Lightning's precision, e.g. bf16-mixed on a recent GPU
+    strategy: Strategy = Strategy.auto  # auto: one device, or DDP over several
     num_nodes: int = 1  # machines; each runs trainer.devices processes (torchrun or SLURM launch them)
-    max_epochs: int = 100
-    min_epochs: int = 1
+    max_epochs: int = 100  # passes over the training data at most (early stopping may end sooner)
+    min_epochs: int = 1  # passes over the training data at least, whatever early stopping says
     monitor: str = "val_loss"  # early stopping and best-checkpoint metric; direction from mlproj.metrics
-    early_stopping: bool = True
-    patience: int = 10
-    gradient_clip_val: float | None = None
-    deterministic: bool = False
-    fast_dev_run: bool = False
+    early_stopping: bool = True  # stop when trainer.monitor has not improved for trainer.patience epochs
+    patience: int = 10  # epochs without improvement of trainer.monitor before early stopping
+    gradient_clip_val: float | None = None  # clip gradients to this norm (None: no clipping)
+    deterministic: bool = False  # deterministic algorithms only (reproducible on GPU, slower)
+    fast_dev_run: bool = False  # one batch of train, val and test, nothing logged: a smoke test
     limit_train_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
     limit_val_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
     limit_test_batches: Any = 1.0  # a fraction (float) or a number of batches (int)
-    overfit_batches: Any = 0.0
-    progress_bar: ProgressMode = ProgressMode.auto
+    overfit_batches: Any = 0.0  # train on this fraction (float) or number (int) of batches only, to debug
+    progress_bar: ProgressMode = ProgressMode.auto  # auto: a Rich bar on a terminal, plain lines otherwise
     model_summary: bool = False  # Lightning's layer table; the model's config is in the run's params
     # Train metrics are computed and logged once per epoch as `train_{metric}` (MLflow step = epoch). With
     # N, also every N optimizer steps as `step_train_{metric}` (MLflow step = global optimizer step): the
@@ -100,28 +102,30 @@ class TunerConfig:
     """Lightning's Tuner before training; what it finds is logged on the run (tuned_lr, tuned_batch_size)."""
 
     lr_find: bool = False  # sweep the learning rate, train with the suggested one
-    min_lr: float = 1e-6
-    max_lr: float = 1.0
+    min_lr: float = 1e-6  # the smallest learning rate lr_find tries
+    max_lr: float = 1.0  # the largest learning rate lr_find tries
     num_training: int = 100  # learning rates tried (training steps)
     scale_batch_size: bool = False  # the largest batch size that fits in memory
-    mode: TunerMode = TunerMode.power
-    max_trials: int = 25
-    steps_per_trial: int = 3
+    mode: TunerMode = TunerMode.power  # power: double until it fails; binsearch: then narrow down
+    max_trials: int = 25  # batch sizes tried at most
+    steps_per_trial: int = 3  # training steps per batch size tried
     init_val: int = 2  # the first batch size tried
 
 
 @dataclass
 class TrackingConfig:
-    backend: Backend = Backend.local
+    """Where runs are recorded (MLflow) and what they record (tracking=local|server|databricks)."""
+
+    backend: Backend = Backend.local  # local: a sqlite store; server: an MLflow server; databricks
     # None: $MLFLOW_TRACKING_URI if set, else sqlite:///<working directory>/mlflow.db
     uri: str | None = None
-    registry_uri: str | None = None
-    experiment: str = "mlproj"
-    run_name: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-    experiment_tags: dict[str, str] = field(default_factory=dict)
+    registry_uri: str | None = None  # the model registry's store (None: the tracking store)
+    experiment: str | None = None  # None: mlproj-<data name>, e.g. mlproj-diabetes (mlproj.config.naming)
+    run_name: str | None = None  # None: MLflow's random name
+    tags: dict[str, str] = field(default_factory=dict)  # extra tags on the run, e.g. ++tracking.tags.team=x
+    experiment_tags: dict[str, str] = field(default_factory=dict)  # tags for a new experiment
     artifact_location: str | None = None  # for a new experiment; default: beside a local sqlite store
-    log_model: bool = True
+    log_model: bool = True  # package the trained model into the run (an MLflow pyfunc)
     # What the packaged model needs besides mlproj's own (MLflow's extra_pip_requirements): your own code's
     # dependencies, e.g. ["scikit-learn==1.7.2"]. The code itself travels in the model (code_paths).
     extra_pip_requirements: list[str] = field(default_factory=list)
@@ -158,6 +162,8 @@ class When(str, enum.Enum):
 
 @dataclass
 class RegistryConfig:
+    """The gate after a run: thresholds, a new model version, the champion and challenger aliases."""
+
     # None: the gate runs when thresholds are set; true: also without thresholds; false: never (tagged skipped)
     enabled: bool | None = None
     model_name: str | None = None  # default: "<experiment>-<data name>"
@@ -165,8 +171,8 @@ class RegistryConfig:
     # or a string with an operator: "<60", ">=0.4".
     thresholds: dict[str, Any] = field(default_factory=dict)
     primary_metric: str | None = None  # champion comparison; default: the task's main val metric
-    promote: Promote = Promote.auto
-    when: When = When.each
+    promote: Promote = Promote.auto  # auto: champion moves when the new version beats it; never
+    when: When = When.each  # each: gate every run; best: in a multirun, only the sweep's best trial
     require_beats_baseline: bool = False  # refuse a network that loses to the baseline on primary_metric
 
 
@@ -182,6 +188,8 @@ def plain(value: Any) -> str:
 
 @dataclass
 class SweepConfig:
+    """A multirun (-m): what it optimises, whether a failing trial stops it, Optuna's storage."""
+
     # The metric a multirun optimises and ranks trials by; default: the task's main val metric
     # (val_rmse / val_accuracy). Its direction comes from mlproj.metrics.
     objective: str | None = None
@@ -219,7 +227,7 @@ class Config:
     # logged as baseline_val_* / baseline_test_* (other data: skipped).
     baseline: Baseline = Baseline.hgb
     cv: CVConfig = field(default_factory=CVConfig)
-    seed: int = 42
+    seed: int = 42  # seeds Python, NumPy and torch: the same seed and config train the same model on CPU
     quiet: bool = False  # no progress, no model summary, warnings only; the final summary still prints
     # None: a new run. "auto": continue the latest interrupted run of this same config from its last
     # checkpoint, into the same MLflow run (a FINISHED one is not trained again). Or a run id to continue.

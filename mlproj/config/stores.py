@@ -31,7 +31,8 @@ def check_stores(tracking: Any, model_name: str | None) -> None:
     if tracking.artifact_location:
         check_artifact_location(str(tracking.artifact_location))
     workspace = str(getattr(tracking.backend, "value", tracking.backend)) == "databricks"
-    check_name("tracking.experiment", tracking.experiment, workspace_path=workspace)
+    if tracking.experiment is not None:  # None: mlproj-<data name> (mlproj.config.naming)
+        check_name("tracking.experiment", tracking.experiment, workspace_path=workspace)
     if tracking.run_name is not None:
         check_name("tracking.run_name", tracking.run_name)
     if model_name is not None:

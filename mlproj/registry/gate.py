@@ -85,9 +85,10 @@ def policy_from_config(registry_cfg: Any, task: str, default_name: str) -> Polic
 
 
 def default_model_name(experiment: str, data_name: str, target: str = "target") -> str:
-    """`<experiment>-<data>`, plus `-<target>` for a table with a named target: models of two targets of
+    """`<experiment>-<data>` (just the experiment when it already ends so, as the default does), plus `-<target>` for a table with a named target: models of two targets of
     one file (price, segment) must not share a name. Workspace paths (/Shared/x) keep their last part."""
-    name = f"{experiment.rstrip('/').split('/')[-1]}-{data_name}"
+    base = experiment.rstrip("/").split("/")[-1]
+    name = base if base.endswith(f"-{data_name}") else f"{base}-{data_name}"  # mlproj-diabetes: not twice
     return name if target in ("", "target") else f"{name}-{target}"
 
 

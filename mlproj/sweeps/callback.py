@@ -21,9 +21,11 @@ class SweepCallback(Callback):
     # Hydra turns a callback's exception into a warning and goes on, so errors are reported here.
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlproj.config.checks import check_config
+        from mlproj.config.naming import fill_default_experiment
         from mlproj.errors import ConfigError
         from mlproj.sweeps.runs import check_devices, start_parent
 
+        fill_default_experiment(config)  # the parent's experiment, the Optuna study's name; trials follow it
         try:
             check_config(config)  # a bad config must not leave an empty parent run behind
             check_devices(config)

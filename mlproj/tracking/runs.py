@@ -9,7 +9,6 @@ import random
 import re
 import shlex
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -29,6 +28,7 @@ from mlproj import __version__, tags
 from mlproj.config.schema import TrackingConfig
 from mlproj.errors import Interrupted, TrackingUnreachable
 from mlproj.tracking.masking import MASK, SECRET_KEY, hide_mlflow_urls, redact, redacted, view_lines
+from mlproj.tracking.provenance import drop_foreign_git_tags, git_tags
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ def tracked_run(
         log_system_metrics=system_metrics or None,
     )
     run_id = run.info.run_id
+    drop_foreign_git_tags(client, run, tags)
     # SIGTERM (a cluster preemption, `kill`) ends the run KILLED like Ctrl-C. During fit Lightning installs
     # its own handler, which stops training at the next step; this one covers the rest of the run.
     previous = signal.signal(signal.SIGTERM, _raise_interrupted) if _main_thread() else None
@@ -307,10 +308,7 @@ def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, st
         tags.OVERRIDES: json.dumps([redact(o) for o in overrides])[:TAG_VALUE_LIMIT],
         tags.COMMAND: redact(" ".join([_program(), shlex.join(sys.argv[1:])]).strip())[:TAG_VALUE_LIMIT],
     }
-    commit = _git("rev-parse", "HEAD")
-    if commit:
-        found[tags.GIT_COMMIT] = commit
-        found[tags.GIT_DIRTY] = str(bool(_git("status", "--porcelain", "--untracked-files=no")))
+    found.update(git_tags())
     found.update({k: MASK if SECRET_KEY.search(k) else redact(str(v)) for k, v in extra.items()})
     return found
 
@@ -318,14 +316,6 @@ def provenance_tags(overrides: list[str], extra: dict[str, str]) -> dict[str, st
 def _program() -> str:
     name = Path(sys.argv[0]).name
     return "python -m mlproj" if name == "__main__.py" else name
-
-
-def _git(*args: str) -> str:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip()
 
 
 def log_dataset(features: Any, target: Any, name: str, source: str) -> None:

@@ -141,14 +141,14 @@ class PlainProgress(pl.Callback):
         print(f"epoch {self.before + self.done}/{trainer.max_epochs}  " + "  ".join(parts), flush=True)
 
 
-def progress_callbacks(mode: str, max_epochs: int) -> list[pl.Callback]:
+def progress_callbacks(mode: str, max_epochs: int, monitor: str | None = None) -> list[pl.Callback]:
     """auto: a Rich bar with live metrics on a terminal, plain lines otherwise; rich; plain; none."""
     if mode == "auto":
         mode = "rich" if sys.stderr.isatty() else "plain"
     if mode == "rich":
-        from pytorch_lightning.callbacks import RichProgressBar
+        from mlproj.training.progress import StepProgressBar
 
-        return [RichProgressBar()]
+        return [StepProgressBar(monitor)]  # in optimizer steps, not chunks
     if mode == "plain":
         return [PlainProgress(every=max(1, -(-max_epochs // 20)))]  # about 20 lines per run at most
     return []
@@ -226,7 +226,7 @@ def build_trainer(
     interrupted = ModelCheckpoint(
         dirpath=str(checkpoint_dir), filename="interrupted", save_top_k=0, save_on_exception=True, monitor=None
     )
-    progress = [] if quiet else progress_callbacks(plain(cfg.progress_bar), cfg.max_epochs)
+    progress = [] if quiet else progress_callbacks(plain(cfg.progress_bar), cfg.max_epochs, monitor)
     chosen = [checkpoint, last, interrupted, *progress, *(extra_callbacks or []), *build_callbacks(callbacks)]
     if cfg.early_stopping:
         chosen.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.patience))

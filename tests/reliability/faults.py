@@ -82,15 +82,21 @@ def interrupted(
     return proc.returncode, output
 
 
-def epochs_logged(client: MlflowClient, experiment: str = "mlproj") -> int:
-    exp = client.get_experiment_by_name(experiment)
-    (run,) = client.search_runs([exp.experiment_id])
+def the_experiment(client: MlflowClient, experiment: str | None = None):
+    """The named experiment, or the store's one mlproj experiment (by default `mlproj-<data name>`)."""
+    if experiment is not None:
+        return client.get_experiment_by_name(experiment)
+    (exp,) = [e for e in client.search_experiments() if e.name == "mlproj" or e.name.startswith("mlproj-")]
+    return exp
+
+
+def epochs_logged(client: MlflowClient, experiment: str | None = None) -> int:
+    (run,) = client.search_runs([the_experiment(client, experiment).experiment_id])
     return len(client.get_metric_history(run.info.run_id, "val_loss"))
 
 
-def only_run(client: MlflowClient, experiment: str = "mlproj"):
-    exp = client.get_experiment_by_name(experiment)
-    (run,) = client.search_runs([exp.experiment_id])
+def only_run(client: MlflowClient, experiment: str | None = None):
+    (run,) = client.search_runs([the_experiment(client, experiment).experiment_id])
     return run
 
 

@@ -49,8 +49,8 @@ def test_four_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "database is locked" not in out.stderr
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert sorted(e.name for e in client.search_experiments()) == ["Default", "mlproj"]  # no duplicate
-    runs = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    assert sorted(e.name for e in client.search_experiments()) == ["Default", "mlproj-diabetes"]  # no duplicate
+    runs = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert len(runs) == 5 and {r.info.status for r in runs} == {"FINISHED"}
     parent = next(r for r in runs if r.data.tags.get("mlproj.sweep.role") == "parent")
     assert sum(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in runs) == 4

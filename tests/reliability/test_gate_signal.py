@@ -50,7 +50,7 @@ def test_a_signal_during_the_gate_says_how_to_finish(store, capsys, monkeypatch,
     (line,) = [x for x in err.splitlines() if "during the registry gate" in x]
     assert held in line, line
     client = MlflowClient(store)
-    (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags[tags.DECISION] == "interrupted"
     command = shlex.split(line.split("finish with: ", 1)[1])
     assert command[:3] == ["python", "-m", "mlproj.register"] and f"--run-id={run.info.run_id}" in "=".join(command)

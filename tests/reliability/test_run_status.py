@@ -18,7 +18,7 @@ def test_exception_ends_the_run_failed_with_traceback(make_cfg, store, tmp_path)
     cfg = make_cfg(*QUICK, f"tracking.uri='{store}'", "model=linear", "model._target_=tests.models.FailsAtStep")
     with pytest.raises(RuntimeError, match="boom"):
         run(cfg, [], tmp_path / "out")
-    (failed,) = runs_of(store, "mlproj")
+    (failed,) = runs_of(store, "mlproj-diabetes")
     assert failed.info.status == "FAILED"
     assert "RuntimeError: boom" in failed.data.tags["mlproj.error"]
     text = Path(mlflow.artifacts.download_artifacts(run_id=failed.info.run_id, artifact_path="error/traceback.txt"))
@@ -36,7 +36,7 @@ def test_ctrl_c_ends_the_run_killed(make_cfg, store, tmp_path):
     )
     with pytest.raises(KeyboardInterrupt):
         run(cfg, [], tmp_path / "out")
-    (killed,) = runs_of(store, "mlproj")
+    (killed,) = runs_of(store, "mlproj-diabetes")
     assert killed.info.status == "KILLED"
     assert signal.getsignal(signal.SIGINT) == before  # Lightning's SIG_IGN is undone
 
@@ -49,6 +49,6 @@ def test_diverging_training_stops_failed_and_registers_nothing(make_cfg, store, 
     )
     with pytest.raises(TrainingDiverged, match="training diverged"):
         run(cfg, [], tmp_path / "out")
-    (failed,) = runs_of(store, "mlproj")
+    (failed,) = runs_of(store, "mlproj-diabetes")
     assert failed.info.status == "FAILED" and "TrainingDiverged" in failed.data.tags["mlproj.error"]
     assert MlflowClient(store).search_registered_models() == []

@@ -70,7 +70,7 @@ def test_no_credential_in_anything_a_command_leaves(store, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(store)
-    (found,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+    (found,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
     assert found.data.tags["bucket"] == "***" and found.data.tags["db_password"] == "***"
     assert found.data.tags["note"] == "made with ***"
     local = Path(

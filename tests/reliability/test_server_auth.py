@@ -51,7 +51,7 @@ def test_basic_auth_server_refuses_strangers_and_takes_a_users_run(tmp_path):
         os.environ.update(user)
         try:
             client = MlflowClient(url)
-            (run,) = client.search_runs([client.get_experiment_by_name("mlproj").experiment_id])
+            (run,) = client.search_runs([client.get_experiment_by_name("mlproj-diabetes").experiment_id])
         finally:
             for key in user:
                 os.environ.pop(key)
