@@ -30,3 +30,9 @@ def test_the_default_model_name_does_not_repeat_the_data() -> None:
     assert default_model_name("mlproj-diabetes", "diabetes") == "mlproj-diabetes"
     assert default_model_name("mlproj-houses", "houses", "price") == "mlproj-houses-price"
     assert default_model_name("team", "diabetes") == "team-diabetes"
+
+
+def test_mlprojs_own_experiment_names_give_mlproj_and_the_loaded_datas_name() -> None:
+    # data=digits_images: its default experiment is named after the class, the model after the loaded data
+    assert default_model_name("mlproj-DigitsImages", "digits_images") == "mlproj-digits_images"
+    assert default_model_name("mlproj", "diabetes") == "mlproj-diabetes"

@@ -85,10 +85,13 @@ def policy_from_config(registry_cfg: Any, task: str, default_name: str) -> Polic
 
 
 def default_model_name(experiment: str, data_name: str, target: str = "target") -> str:
-    """`<experiment>-<data>` (just the experiment when it already ends so, as the default does), plus `-<target>` for a table with a named target: models of two targets of
-    one file (price, segment) must not share a name. Workspace paths (/Shared/x) keep their last part."""
+    """`<experiment>-<data>`, plus `-<target>` for a table with a named target: models of two targets of one file
+    (price, segment) must not share a name. Workspace paths (/Shared/x) keep their last part. mlproj's own
+    experiment names (`mlproj`, the default `mlproj-<data>`: mlproj.config.naming) give `mlproj-<data>`, the data
+    being the loaded table's name: `mlproj-diabetes`, not `mlproj-diabetes-diabetes` nor, for data=digits_images
+    (whose default experiment is named after its class), `mlproj-DigitsImages-digits_images`."""
     base = experiment.rstrip("/").split("/")[-1]
-    name = base if base.endswith(f"-{data_name}") else f"{base}-{data_name}"  # mlproj-diabetes: not twice
+    name = f"mlproj-{data_name}" if base == "mlproj" or base.startswith("mlproj-") else f"{base}-{data_name}"
     return name if target in ("", "target") else f"{name}-{target}"
 
 
