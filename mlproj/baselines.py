@@ -50,7 +50,14 @@ def measure(choice: Any, plan: Plan, seed: int, run_logger: Any = None) -> dict[
     if run_logger is not None:
         run_logger.log_metrics(values, step=0)
         if run_logger.client is not None:
-            run_logger.client.set_tag(run_logger.run_id, tags.BASELINE, choice)
+            from mlproj.tracking.outage import is_connection_error
+
+            try:  # informative only (the baseline_* metrics say it too): not worth waiting out a lost server
+                run_logger.client.set_tag(run_logger.run_id, tags.BASELINE, choice)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                log.warning("the %s tag is not set: the tracking server is not answering", tags.BASELINE)
     return values
 
 

@@ -28,7 +28,7 @@ def score(
     import torch
 
     if kind == REGRESSION:
-        collection = build_metrics(REGRESSION, 0, stage)
+        collection = local(build_metrics(REGRESSION, 0, stage))
         truth = torch.tensor(y_true.to_numpy(dtype=np.float64, copy=True), dtype=torch.float32)
         collection.update(torch.tensor(np.asarray(prediction, dtype=np.float64), dtype=torch.float32), truth)
         return {k: float(v) for k, v in collection.compute().items()}
@@ -38,7 +38,7 @@ def score(
         unknown = sorted({str(v) for v, i in zip(y_true, known, strict=True) if i < 0})[:5]
         raise ValueError(f"labels the model does not know: {unknown}; it knows {[str(x) for x in labels][:10]}")
     probs = torch.tensor(np.asarray(probabilities, dtype=np.float32))
-    collection = build_metrics(kind, len(labels), stage)
+    collection = local(build_metrics(kind, len(labels), stage))
     if threshold is not None and len(labels) == 2:  # as SupervisedTask sets it for its test metrics
         for metric in collection.values():
             if hasattr(metric, "threshold") and isinstance(metric.threshold, float):
@@ -50,6 +50,14 @@ def score(
     present = {_key(v) for v in y_true}
     values[f"{stage}_missed_classes"] = float(len(present - predicted))
     return values
+
+
+def local(collection: Any) -> Any:
+    """Computed on this process's rows alone: under DDP rank 0 scores a baseline or a permuted column by itself,
+    and torchmetrics' default sync would wait at a barrier for ranks that are not scoring."""
+    for metric in collection.values():
+        metric.sync_on_compute = False
+    return collection
 
 
 def _key(value: Any) -> str:

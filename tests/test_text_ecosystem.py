@@ -37,12 +37,13 @@ def write_reviews(tmp_path: Path, rows: int = 300) -> list[str]:
 
 def test_text_model_is_served_over_http(make_cfg, store, tmp_path):
     write_reviews(tmp_path)
-    overrides = [*text_overrides(store, tmp_path / "reviews.csv"), "registry.enabled=true", "registry.model_name=rv"]
-    run(make_cfg(*overrides), [], tmp_path / "out")
+    # The run's own model, not the registry's champion: a tiny run that misses a class is rightly refused by the
+    # gate; serving is what is tested here
+    model_uri = run(make_cfg(*text_overrides(store, tmp_path / "reviews.csv")), [], tmp_path / "out").model_uri
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=store, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/rv@champion", "--env-manager", "local"]
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
     command += ["-h", "127.0.0.1", "-p", str(port)]
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(

@@ -147,7 +147,9 @@ def test_val_metrics_describe_the_packaged_best_checkpoint_not_the_last_epoch(tm
     run's latest val_loss must be the best checkpoint's, the model that is packaged and tested."""
     store, result, _ = train_once(tmp_path, "trainer.max_epochs=30", "optimizer.lr=0.05", "baseline=none")
     client = MlflowClient(store)
-    history = [m.value for m in sorted(client.get_metric_history(result.run_id, "val_loss"), key=lambda m: m.step)]
-    epochs = history[:-1]  # the last entry is the best checkpoint's validation, logged after fit
+    history = sorted(client.get_metric_history(result.run_id, "val_loss"), key=lambda m: (m.step, m.timestamp))
+    steps = sorted({m.step for m in history})
+    assert steps == list(range(len(steps)))  # one step per epoch: the best's values re-sent at the last one
+    epochs = [next(m.value for m in history if m.step == s) for s in steps]
     assert min(epochs) != epochs[-1], "the run should stop past its best epoch for this test to mean anything"
     assert client.get_run(result.run_id).data.metrics["val_loss"] == pytest.approx(min(epochs), rel=1e-6)

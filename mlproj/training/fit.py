@@ -62,10 +62,22 @@ def fit_and_test(
     # describe the packaged model, not the last epoch.
     with interrupts(trainer):
         if best and Path(best).name != "last.ckpt" and not _last_is_best(trainer):
-            trainer.validate(module, datamodule=data, ckpt_path=best, verbose=False)
+            revalidate(trainer, module, data, best, run_logger)
         trainer.test(module, datamodule=data, ckpt_path=best or None, verbose=False)
     results = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test")}
     return results, module, recipe
+
+
+def revalidate(trainer: Any, module: Any, data: Any, best: str, run_logger: Any) -> None:
+    """The best checkpoint's val_* sent as the run's latest values, at the last epoch's step: not through
+    Lightning's logging, which would add an epoch after the last one to every curve and to the history."""
+    loggers, trainer.loggers = trainer.loggers, []
+    try:
+        found = trainer.validate(module, datamodule=data, ckpt_path=best, verbose=False)
+    finally:
+        trainer.loggers = loggers
+    values = {k: float(v) for k, v in (found[0] if found else {}).items() if k.startswith("val_")}
+    run_logger.log_latest(values, step=max(trainer.current_epoch - 1, 0))
 
 
 def _last_is_best(trainer: Any) -> bool:

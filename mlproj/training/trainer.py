@@ -100,6 +100,16 @@ class RunLogger(Logger):
             self.buffer.add(batch)
 
     @rank_zero_only
+    def log_latest(self, values: dict[str, float], step: int) -> None:
+        """Values that become the run's latest at `step` without joining the per-epoch history (the best
+        checkpoint's val_* after fit: mlproj.training.fit.revalidate)."""
+        import time
+
+        now = int(time.time() * 1000)
+        if values:
+            self.buffer.add([Metric(k, float(v), now, step) for k, v in values.items()])
+
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         """Lightning's end of fit/test: metrics keep flowing in the background; `flush` waits for them."""
 
