@@ -55,9 +55,13 @@ def score(
 def local(collection: Any) -> Any:
     """Computed on this process's rows alone: under DDP rank 0 scores a baseline or a permuted column by itself,
     and torchmetrics' default sync would wait at a barrier for ranks that are not scoring."""
-    for metric in collection.values():
-        metric.sync_on_compute = False
+    for metric in collection.values():  # the `distributed_available_fn` constructor argument, set after building
+        metric.distributed_available_fn = _not_distributed
     return collection
+
+
+def _not_distributed() -> bool:
+    return False
 
 
 def _key(value: Any) -> str:
