@@ -28,10 +28,15 @@ PACED = [
 ]
 
 
+def importable() -> dict[str, str]:
+    """PYTHONPATH with the repository first: tests.models importable, as a user's own code must be."""
+    return {"PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+
+
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     """`python -m mlproj ARGS` in the background, with the repository importable (for tests.models)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")])
+    env.update(importable())
     return subprocess.Popen(
         [sys.executable, "-m", "mlproj", *args],
         cwd=cwd,

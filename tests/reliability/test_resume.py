@@ -32,7 +32,7 @@ def test_preempted_run_resumes_into_the_same_run(store, tmp_path):
     assert (folder / "last.ckpt").is_file() and (folder / "interrupted.ckpt").is_file()
     assert json.loads((folder / "mlflow_run.json").read_text())["run_id"] == killed.info.run_id
 
-    again = run_cli(*args, "resume=auto", cwd=tmp_path)
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, env=faults.importable())
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     resumed = faults.only_run(client)  # the same run, not a second one
     assert resumed.info.run_id == killed.info.run_id and resumed.info.status == "FINISHED"
@@ -40,7 +40,7 @@ def test_preempted_run_resumes_into_the_same_run(store, tmp_path):
     assert faults.val_steps(client, resumed.info.run_id) == list(range(EPOCHS))  # epochs continue, none missing
     assert "test_rmse" in resumed.data.metrics and resumed.data.tags["mlproj.model_uri"].startswith("models:/")
 
-    third = run_cli(*args, "resume=auto", cwd=tmp_path)  # a finished run is not trained again
+    third = run_cli(*args, "resume=auto", cwd=tmp_path, env=faults.importable())  # a finished run is not trained again
     assert third.returncode == 0 and "already FINISHED" in third.stdout
     assert faults.only_run(client).info.end_time == resumed.info.end_time
 
@@ -52,7 +52,7 @@ def test_hard_killed_run_left_running_is_resumed(store, tmp_path):
     client = MlflowClient(store)
     faults.interrupted(args, tmp_path, client, 2, signal.SIGKILL)
     assert faults.only_run(client).info.status == "RUNNING"
-    again = run_cli(*args, "resume=auto", cwd=tmp_path)
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, env=faults.importable())
     assert again.returncode == 0, again.stderr[-3000:]
     finished = faults.only_run(client)
     assert finished.info.status == "FINISHED"
@@ -85,7 +85,7 @@ def test_ddp_run_preempted_and_resumed(store, tmp_path):
     code, output = faults.interrupted(args, tmp_path, client, 2, signal.SIGTERM, timeout=240)
     assert code == 143, output[-3000:]
     assert faults.only_run(client).info.status == "KILLED"
-    again = run_cli(*args, "resume=auto", cwd=tmp_path, timeout=600)
+    again = run_cli(*args, "resume=auto", cwd=tmp_path, env=faults.importable(), timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     run_ = faults.only_run(client)
     assert run_.info.status == "FINISHED" and int(run_.data.tags["mlproj.resumed_from_epoch"]) >= 2
