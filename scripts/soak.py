@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store)
-    experiment = client.get_experiment_by_name("mlproj-SyntheticTable")  # the default: mlproj-<data name>
-    runs = client.search_runs([experiment.experiment_id], max_results=10_000)
+    # every experiment: the default is one per dataset (mlproj-diabetes, mlproj-SyntheticTable)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, max_results=10_000)
     statuses = collections.Counter(r.info.status for r in runs)
     expected = collections.Counter()
     for i in range(args.runs):

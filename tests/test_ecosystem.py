@@ -205,6 +205,8 @@ def test_rich_progress_bar_with_live_metrics_on_a_terminal(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stdout[-3000:]
-    assert "━━━━" in out.stdout and "Epoch 1/1" in out.stdout  # Rich's bar, not plain lines
+    # Rich's bar, not plain lines: 1-based epochs, optimizer steps and their rate, no v_num
+    assert "━━━━" in out.stdout and "Epoch 2/2" in out.stdout and "steps/s" in out.stdout
+    assert "v_num" not in out.stdout
     assert "val_loss" in out.stdout and "train_loss" in out.stdout
     assert "epoch 1/2 " not in out.stdout
