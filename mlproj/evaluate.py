@@ -18,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 from mlproj import tags
-from mlproj.errors import ConfigError, InputError, MlprojError, ModelLoadError, report
+from mlproj.errors import InputError, MlprojError, ModelLoadError, report
 from mlproj.metrics import CLASSIFICATION, REGRESSION
-from mlproj.predict import one_line, read_rows
+from mlproj.predict import connect_and_read, one_line
 
 FOLDER = "evaluation"  # the artifacts' folder on the run
 
@@ -43,18 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, float]:
-    import mlflow
-
-    from mlproj.config.schema import TrackingConfig
-    from mlproj.tracking.runs import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=args.tracking_uri)))
-    if args.registry_uri:
-        mlflow.set_registry_uri(args.registry_uri)
-    try:
-        rows = read_rows(args.file)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
+    rows = connect_and_read(args.tracking_uri, args.registry_uri, args.file)
     model, meta, trained_in = load(args.model)
     kind, labels = meta.get("kind"), list(meta.get("labels") or [])
     if kind not in (REGRESSION, CLASSIFICATION) or meta.get("inputs") is not None:

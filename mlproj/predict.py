@@ -24,6 +24,22 @@ def read_rows(path: Path) -> pd.DataFrame:
     return read_table(path)
 
 
+def connect_and_read(tracking: str | None, registry: str | None, path: Path) -> pd.DataFrame:
+    """Point MLflow at the stores the command names, then read its file of rows (mlproj.predict, mlproj.evaluate)."""
+    import mlflow
+
+    from mlproj.config.schema import TrackingConfig
+    from mlproj.tracking.runs import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=tracking)))
+    if registry:
+        mlflow.set_registry_uri(registry)
+    try:
+        return read_rows(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     from mlproj.data.table import is_parquet
@@ -59,16 +75,7 @@ def predict(args: argparse.Namespace) -> int:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from mlproj.config.schema import TrackingConfig
-    from mlproj.tracking.runs import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(TrackingConfig(uri=args.tracking_uri)))
-    if args.registry_uri:
-        mlflow.set_registry_uri(args.registry_uri)
-    try:
-        rows = read_rows(args.input)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc)) from exc
+    rows = connect_and_read(args.tracking_uri, args.registry_uri, args.input)
     try:
         model = mlflow.pyfunc.load_model(args.model)
     except Exception as exc:  # not found, damaged, tampered (ModelLoadError, possibly from the model's own code/)
