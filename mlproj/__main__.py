@@ -234,5 +234,13 @@ def _compose_like_hydra(args: object) -> DictConfig | None:
         GlobalHydra.instance().clear()
 
 
+def command() -> None:
+    """The process entry (`python -m mlproj`, the `mlproj` script): `main` with a quick start (mlproj.startup)."""
+    from mlproj.startup import quick_start
+
+    with quick_start():
+        main()
+
+
 if __name__ == "__main__":
-    main()
+    command()

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mlproj import baselines, metrics, tags
+from mlproj import baselines, metrics, startup, tags
 from mlproj.config.naming import fill_default_experiment
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
@@ -54,8 +54,10 @@ def run(
     if not is_rank_zero():
         # A DDP rank > 0 trains and evaluates its shard; the MLflow run, the model and the registry are rank
         # 0's alone (its RunLogger writes the metrics, synchronised across ranks by torchmetrics).
+        startup.started()
         return other_rank(cfg, plan, output_dir)
     client, experiment_id = tracking.connect(cfg.tracking)  # a lost server fails here, in seconds
+    startup.started()  # torch, Lightning, MLflow and its store are loaded: garbage collection as usual from here
     digest = tracking.config_digest(cfg)
     point = resume.locate(client, experiment_id, cfg.resume, digest)
     uri = tracking.tracking_uri(cfg.tracking)

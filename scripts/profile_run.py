@@ -110,9 +110,9 @@ def main() -> None:
     builtins.__import__ = counting_import
     sys.argv = ["mlproj", *sys.argv[1:]]
     try:
-        from mlproj.__main__ import main as mlproj_main
+        from mlproj.__main__ import command
 
-        mlproj_main()
+        command()  # as `python -m mlproj` runs it (mlproj.startup's quick start included)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise

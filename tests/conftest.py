@@ -31,9 +31,9 @@ QUICK = [
 
 # --- the test tiers: a test that starts a process is `slow` (scripts/test.sh runs it only with --all) ---------
 # Counted: any child process (subprocess, multiprocessing, torch's spawn) but a few system tools that libraries
-# run in-process for a fact (git for the commit id, uname/ldconfig for the platform): milliseconds, no
-# interpreter, no server.
-QUICK_TOOLS = frozenset({"git", "uname", "ldconfig", "nvidia-smi"})
+# run in-process for a fact (git for the commit id, uname/ldconfig for the platform, lscpu for joblib's count
+# of physical cores): milliseconds, no interpreter, no server.
+QUICK_TOOLS = frozenset({"git", "uname", "ldconfig", "nvidia-smi", "lscpu"})
 _spawned: list[str] = []
 _popen_init = subprocess.Popen.__init__
 
