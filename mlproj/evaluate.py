@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlproj import tags
+from mlproj import startup, tags
 from mlproj.errors import InputError, MlprojError, ModelLoadError, report
 from mlproj.metrics import CLASSIFICATION, REGRESSION
 from mlproj.predict import connect_and_read, one_line
@@ -74,7 +74,9 @@ def load(uri: str) -> tuple[Any, dict[str, Any], str | None]:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
         saved = Model.load(str(local))
         meta = json.loads((local / saved.flavors["python_function"]["data"] / META_FILE).read_text())
-        return mlflow.pyfunc.load_model(str(local)), meta, saved.run_id
+        model = mlflow.pyfunc.load_model(str(local))
+        startup.started()  # MLflow, torch and the model are loaded
+        return model, meta, saved.run_id
     except Exception as exc:  # not found, not an mlproj model, damaged
         raise ModelLoadError(f"cannot load {uri}: {getattr(exc, 'message', None) or exc}") from exc
 
@@ -200,4 +202,5 @@ def show(values: dict[str, float], per_class: dict[str, Any] | None, run_id: str
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with startup.quick_start():  # the process's command: mlproj.startup
+        sys.exit(main())

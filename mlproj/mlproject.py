@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> None:
         args = args[1:]
     overrides = shlex.split(args[0]) if args else []
     sys.argv = [sys.argv[0], *(["-m"] if multirun else []), *overrides]
-    from mlproj.__main__ import main as mlproj_main
+    from mlproj.__main__ import command
 
-    mlproj_main()
+    command()  # as `python -m mlproj` (mlproj.startup's quick start: this is the process's command)
 
 
 def _register(values: list[str]) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlproj import startup
 from mlproj.errors import ConfigError, InputError, MlprojError, ModelLoadError, report
 
 
@@ -80,6 +81,7 @@ def predict(args: argparse.Namespace) -> int:
         model = mlflow.pyfunc.load_model(args.model)
     except Exception as exc:  # not found, damaged, tampered (ModelLoadError, possibly from the model's own code/)
         raise ModelLoadError(f"cannot load {args.model}: {getattr(exc, 'message', None) or exc}") from exc
+    startup.started()  # MLflow, torch and the model are loaded
     try:
         params = {"probabilities": True} if args.probabilities else None
         # Only the model's own columns go in (IDs and the target may sit in the file): MLflow would warn.
@@ -102,4 +104,5 @@ def predict(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with startup.quick_start():  # the process's command: mlproj.startup
+        sys.exit(main())
