@@ -3,9 +3,9 @@
 #   scripts/test.sh          the fast tier: in-process tests only (every test that starts a process is marked
 #                            `slow`; tests/conftest.py fails one that spawns without the marker)
 #   scripts/test.sh --all    both tiers, what CI runs: the fast tier, then the slow one (subprocess CLI runs,
-#                            servers, DDP and multi-process tests, the soak)
+#                            servers, DDP and multi-process tests, the soak; those marked `serial` alone)
 # Other arguments go to pytest: scripts/test.sh -k registry -x ; scripts/test.sh --all -k ddp
-#   MLPROJ_TEST_WORKERS   pytest-xdist workers for the fast tier (default 2; 0 runs it in one process)
+#   MLPROJ_TEST_WORKERS   pytest-xdist workers for each tier (default 2; 0 runs them in one process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=false
@@ -36,6 +36,9 @@ tier() {  # tier NAME MARKER [pytest args...]: run one tier and print its wall t
   [ "$rc" = 0 ] || [ "$rc" = 5 ]
 }
 OMP_NUM_THREADS=$threads tier fast "not slow" "${xdist[@]+"${xdist[@]}"}" "${args[@]+"${args[@]}"}"
-if $all; then  # serially: its processes use the cores as users' would
-  tier slow "slow" "${args[@]+"${args[@]}"}"
+if $all; then
+  # The slow tier on the same workers, a module per worker; then the tests marked `serial` (timing is part of
+  # what they check: a server lost for N seconds, a worker killed mid-trial, four jobs at once) alone.
+  OMP_NUM_THREADS=$threads tier slow "slow and not serial" "${xdist[@]+"${xdist[@]}"}" "${args[@]+"${args[@]}"}"
+  tier "slow, alone" "slow and serial" "${args[@]+"${args[@]}"}"
 fi

@@ -153,6 +153,7 @@ def test_one_study_worked_by_workers_started_at_once(backend, tmp_path, request)
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_worker_killed_mid_trial_fails_its_trial_and_the_others_finish(backend, tmp_path, request):
     workers, trials_each = 3, 2

@@ -18,6 +18,7 @@ def _connect(uri: str, queue) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_parallel_first_use_of_a_fresh_store_makes_one_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path / 'race.db'}"
     ctx = multiprocessing.get_context("spawn")
@@ -35,6 +36,7 @@ def test_parallel_first_use_of_a_fresh_store_makes_one_experiment(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_four_parallel_jobs_on_a_fresh_sqlite_store(tmp_path):
     out = run_cli(
         "-m",

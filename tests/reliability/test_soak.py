@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_soak_leaves_no_running_run_and_no_orphan_file(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "soak.py"), "--runs", "5", "--workdir", str(tmp_path / "soak")],

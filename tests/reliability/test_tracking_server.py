@@ -18,6 +18,7 @@ from tests.reliability import faults
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_unreachable_server_fails_fast_before_training(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -36,6 +37,7 @@ def test_unreachable_server_fails_fast_before_training(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_server_lost_mid_run_and_back_the_run_completes(tmp_path):
     (tmp_path / "server").mkdir()
     server = Server(tmp_path / "server").start()
@@ -63,6 +65,7 @@ def test_server_lost_mid_run_and_back_the_run_completes(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_server_never_back_keeps_everything_locally_then_upload(tmp_path):
     (tmp_path / "server").mkdir()
     server = Server(tmp_path / "server").start()
