@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_diabetes
 
 from mlproj import metrics, tags
+from mlproj.config.stores import check_model_name
 from mlproj.errors import ConfigError
 from mlproj.registry import gate as registry
 from tests.conftest import run_cli, table_package
@@ -373,3 +374,11 @@ def test_default_names_keep_targets_of_one_file_apart():
     assert registry.default_model_name("mlproj", "diabetes") == "mlproj-diabetes"
     assert registry.default_model_name("mlproj", "houses", "price") == "mlproj-houses-price"
     assert registry.default_model_name("/Shared/team", "houses", "segment") == "team-houses-segment"
+
+
+def test_default_names_follow_mlflows_rules_whatever_the_experiment_or_column(tmp_path: Path) -> None:
+    name = registry.default_model_name("team:a", "sales", "units/day")
+    assert name == "team-a-sales-units-day"
+    check_model_name(name)  # registry.model_name's startup check: MLflow's rules
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.create_registered_model(name).name == name  # a real registry takes it

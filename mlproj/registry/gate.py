@@ -89,10 +89,14 @@ def default_model_name(experiment: str, data_name: str, target: str = "target") 
     (price, segment) must not share a name. Workspace paths (/Shared/x) keep their last part. mlproj's own
     experiment names (`mlproj`, the default `mlproj-<data>`: mlproj.config.naming) give `mlproj-<data>`, the data
     being the loaded table's name: `mlproj-diabetes`, not `mlproj-diabetes-diabetes` nor, for data=digits_images
-    (whose default experiment is named after its class), `mlproj-DigitsImages-digits_images`."""
+    (whose default experiment is named after its class), `mlproj-DigitsImages-digits_images`. A '/' or ':'
+    from the experiment, data or target becomes '-'."""
     base = experiment.rstrip("/").split("/")[-1]
     name = f"mlproj-{data_name}" if base == "mlproj" or base.startswith("mlproj-") else f"{base}-{data_name}"
-    return name if target in ("", "target") else f"{name}-{target}"
+    name = name if target in ("", "target") else f"{name}-{target}"
+    # MLflow refuses '/' and ':' in a registered model's name (checked for registry.model_name at startup); an
+    # experiment named team:a or a target column sales/day must not fail registration after training.
+    return name.replace("/", "-").replace(":", "-")
 
 
 def after_run(
