@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlproj import metrics, tags
+from mlproj import metrics, startup, tags
 from mlproj.config import families
 from mlproj.config.checks import (
     check_config,
@@ -70,6 +70,7 @@ def make_plan(cfg: DictConfig) -> Plan:
 
     builtin = issubclass(task_class, SupervisedTask)
     check_model_inputs(cfg, source, builtin)
+    startup.started()  # torch and Lightning are loaded: the data is prepared with the garbage collector on
     plan = (_tables if isinstance(source, DataSource) else _data_module)(source, task_class, builtin)
     extra = {**data_directions(plan), **extra_directions(cfg, plan.kind, plan.num_classes)} if builtin else {}
     metrics.declare(extra, dict(cfg.metric_directions), cfg.trainer.monitor)

@@ -4,11 +4,13 @@ Importing torch, Lightning (which imports torch._dynamo, sympy, torchmetrics, sc
 creates ~900,000 long-lived objects. The generational collector is triggered every 700 allocations and rescans
 the ever-growing older generations on the way, then walks them all again while the interpreter exits: about
 3-4 s of a 13 s default run on this project's 2-core machine (benchmarks/2026-11-30-startup-gc.md). So a
-command pauses collection while it starts, freezes what the imports left once they are done (`gc.freeze`: moved
-out of the collector's sight; they live as long as the modules holding them) and collects as usual from there
-on, through training; at exit the survivors are frozen again so that the final collections have nothing to walk.
-What is skipped is only cyclic garbage made during start-up (a few thousand objects, measured), kept for the
-process's life, and finalizers of objects still alive at exit, which Python never promises to run.
+command pauses collection while torch and Lightning load; `started()` then freezes what they left (`gc.freeze`:
+moved out of the collector's sight; they live as long as the modules holding them) and collects as usual, so the
+data is prepared and the model trained with a working collector; once MLflow and its store are loaded the new
+long-lived objects are frozen too (`settled()`), and at exit the survivors, so that the interpreter's final
+collections have nothing to walk. What is given up: the cyclic garbage of start-up (~80,000 objects, ~16 MB on
+the default run, measured) is kept for the process's life, since one full collection to free it costs 0.6 s; and
+finalizers of objects still alive at exit are not run, which Python never promises anyway.
 """
 
 from __future__ import annotations
@@ -18,33 +20,41 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-_paused = False
+_active = False  # a quick start is under way in this process (set by quick_start, never in a test process)
+_paused = False  # the collector is off, waiting for started()
 
 
 @contextlib.contextmanager
 def quick_start() -> Iterator[None]:
     """Around a whole process's command (`python -m mlproj`, the `mlproj` script; not a command called inside
     another program, such as a test, whose garbage this would keep): collection paused until `started()`."""
-    global _paused
-    if not gc.isenabled():  # the caller manages the collector
+    global _active, _paused
+    if not gc.isenabled() or _active:  # the caller manages the collector
         yield
         return
     gc.disable()
-    _paused = True
-    atexit.register(gc.freeze)  # the atexit handlers run before the interpreter's final collections
+    _active = _paused = True
+    atexit.register(settled)  # the atexit handlers run before the interpreter's final collections
     try:
         yield
     finally:
-        if _paused:  # the command ended before training (an error, --help): nothing to freeze
+        if _paused:  # the command ended before its data and training (an error, --help, --cfg)
             _paused = False
             gc.enable()
 
 
 def started() -> None:
-    """The heavy imports are done (torch, Lightning, MLflow and its store): freeze what they left and turn
-    collection back on, for training and everything after it."""
+    """torch and Lightning are loaded: freeze what they left and collect as usual from here on (the data's
+    preparation, training, and a sweep launcher's waiting included)."""
     global _paused
     if _paused:
         _paused = False
         gc.freeze()
         gc.enable()
+
+
+def settled() -> None:
+    """More long-lived objects were loaded (MLflow, its store, a model): out of the collector's sight too."""
+    started()
+    if _active:
+        gc.freeze()

@@ -54,10 +54,9 @@ def run(
     if not is_rank_zero():
         # A DDP rank > 0 trains and evaluates its shard; the MLflow run, the model and the registry are rank
         # 0's alone (its RunLogger writes the metrics, synchronised across ranks by torchmetrics).
-        startup.started()
         return other_rank(cfg, plan, output_dir)
     client, experiment_id = tracking.connect(cfg.tracking)  # a lost server fails here, in seconds
-    startup.started()  # torch, Lightning, MLflow and its store are loaded: garbage collection as usual from here
+    startup.settled()  # MLflow and its store are loaded too: their objects out of the collector's sight
     digest = tracking.config_digest(cfg)
     point = resume.locate(client, experiment_id, cfg.resume, digest)
     uri = tracking.tracking_uri(cfg.tracking)

@@ -4,12 +4,15 @@ The speed itself is measured by scripts/profile_run.py (benchmarks/2026-11-30-st
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+from typing import ClassVar
 
 import pytest
 from pytorch_lightning import Callback
 
 from mlproj import startup
+from mlproj.data.sources import SklearnDataset
 from tests.conftest import QUICK, run_main
 
 
@@ -19,7 +22,7 @@ def _collector_restored():
     yield
     gc.unfreeze()
     gc.enable()
-    startup._paused = False
+    startup._active = startup._paused = False
 
 
 class CollectorProbe(Callback):
@@ -31,6 +34,18 @@ class CollectorProbe(Callback):
         CollectorProbe.seen.append(gc.isenabled())
 
 
+@dataclasses.dataclass
+class ProbedDiabetes(SklearnDataset):
+    """The built-in diabetes source, as a data source of yours would extend it: records whether the collector
+    runs while the data is prepared."""
+
+    seen: ClassVar[list[bool]] = []
+
+    def prepare(self):
+        ProbedDiabetes.seen.append(gc.isenabled())
+        return super().prepare()
+
+
 def test_paused_until_started_then_frozen_and_running() -> None:
     with startup.quick_start():
         assert not gc.isenabled()
@@ -39,6 +54,9 @@ def test_paused_until_started_then_frozen_and_running() -> None:
         assert gc.isenabled()
         assert gc.get_freeze_count() > before  # what the imports left is out of the collector's sight
         startup.started()  # once only: a sweep's later jobs do not freeze their own garbage
+        frozen = gc.get_freeze_count()
+        startup.settled()  # MLflow and its store loaded since: frozen too, the collector still on
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen
     assert gc.isenabled()
 
 
@@ -57,16 +75,19 @@ def test_a_caller_that_manages_the_collector_is_left_alone() -> None:
     assert not gc.isenabled() and gc.get_freeze_count() == 0
 
 
-def test_a_run_trains_with_the_collector_running(store: str) -> None:
+def test_a_run_prepares_its_data_and_trains_with_the_collector_running(store: str) -> None:
     CollectorProbe.seen.clear()
+    ProbedDiabetes.seen.clear()
     with startup.quick_start():
         code = run_main(
             *QUICK,
             f"tracking.uri='{store}'",
             "quiet=true",
             "tracking.log_model=false",
+            f"data._target_={__name__}.ProbedDiabetes",
             f"+callbacks.probe._target_={__name__}.CollectorProbe",
         )
     assert code == 0
+    assert ProbedDiabetes.seen and all(ProbedDiabetes.seen)
     assert CollectorProbe.seen == [True]
     assert gc.isenabled()

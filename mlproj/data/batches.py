@@ -69,8 +69,9 @@ class TensorBatches:
                 order = shard(order, rank, world)
             for start in range(0, len(order), rows):
                 idx = order[start : start + rows]
-                # index_select, not x[idx]: advanced indexing takes ~5x longer on CPU for the same gather
-                # (41 vs 11 ms per 200k-row epoch; benchmarks/2026-11-30-cpu-rounds-quiet.md)
+                # index_select, not x[idx]: advanced indexing takes 3.5-5x longer on CPU for the same gather
+                # (per 200k-row epoch: 41 vs 11 ms in 256-row slices, 36 vs 7 ms in 8,192-row chunks;
+                # benchmarks/2026-11-30-cpu-rounds-quiet.md)
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)
         else:
             # Evaluation: a contiguous block per rank, every row exactly once (exact metrics). Block sizes

@@ -7,11 +7,12 @@ import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mlproj.config.schema import gate_on, plain
 
 log = logging.getLogger(__name__)
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"  # jobs in this process
 
 
 class SweepCallback(Callback):
@@ -33,6 +34,12 @@ class SweepCallback(Callback):
             print(f"mlproj: error: {exc}", file=sys.stderr)
             sys.exit(2)
         start_parent(config, config.hydra.sweep.dir, list(config.hydra.overrides.task))
+        if OmegaConf.select(config, "hydra.launcher._target_") != BASIC_LAUNCHER:
+            # The jobs run in other processes (joblib, submitit): this one only waits on them, with the
+            # collector on (mlproj.startup); with the basic launcher the first job's run turns it on.
+            from mlproj import startup
+
+            startup.settled()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
