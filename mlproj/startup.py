@@ -6,10 +6,12 @@ the ever-growing older generations on the way, then walks them all again while t
 3-4 s of a 13 s default run on this project's 2-core machine (benchmarks/2026-11-30-startup-gc.md). So a
 command pauses collection while torch and Lightning load; `started()` then freezes what they left (`gc.freeze`:
 moved out of the collector's sight; they live as long as the modules holding them) and collects as usual, so the
-data is prepared and the model trained with a working collector; once MLflow and its store are loaded the new
-long-lived objects are frozen too (`settled()`), and at exit the survivors, so that the interpreter's final
-collections have nothing to walk. What is given up: the cyclic garbage of start-up (~80,000 objects, ~16 MB on
-the default run, measured) is kept for the process's life, since one full collection to free it costs 0.6 s; and
+data is prepared and the model trained with a working collector; at exit the survivors are frozen too, so that
+the interpreter's final collections have nothing to walk. Freezing happens once: a frozen object that later
+becomes cyclic garbage is never freed, so nothing made after torch and Lightning loaded (the data, a sweep's
+trials) is frozen while the process works. What is given up: the cyclic garbage made until then (~52,000
+objects on the default run, measured) is kept for the process's life, since one full collection to free it
+costs ~0.4 s; and
 finalizers of objects still alive at exit are not run, which Python never promises anyway.
 """
 
@@ -34,7 +36,7 @@ def quick_start() -> Iterator[None]:
         return
     gc.disable()
     _active = _paused = True
-    atexit.register(settled)  # the atexit handlers run before the interpreter's final collections
+    atexit.register(gc.freeze)  # the atexit handlers run before the interpreter's final collections
     try:
         yield
     finally:
@@ -51,10 +53,3 @@ def started() -> None:
         _paused = False
         gc.freeze()
         gc.enable()
-
-
-def settled() -> None:
-    """More long-lived objects were loaded (MLflow, its store, a model): out of the collector's sight too."""
-    started()
-    if _active:
-        gc.freeze()

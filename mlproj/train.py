@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mlproj import baselines, metrics, startup, tags
+from mlproj import baselines, metrics, tags
 from mlproj.config.naming import fill_default_experiment
 from mlproj.console import already_finished, print_summary, quiet
 from mlproj.plan import Plan, make_plan
@@ -56,7 +56,6 @@ def run(
         # 0's alone (its RunLogger writes the metrics, synchronised across ranks by torchmetrics).
         return other_rank(cfg, plan, output_dir)
     client, experiment_id = tracking.connect(cfg.tracking)  # a lost server fails here, in seconds
-    startup.settled()  # MLflow and its store are loaded too: their objects out of the collector's sight
     digest = tracking.config_digest(cfg)
     point = resume.locate(client, experiment_id, cfg.resume, digest)
     uri = tracking.tracking_uri(cfg.tracking)

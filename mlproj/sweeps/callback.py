@@ -39,7 +39,7 @@ class SweepCallback(Callback):
             # collector on (mlproj.startup); with the basic launcher the first job's run turns it on.
             from mlproj import startup
 
-            startup.settled()
+            startup.started()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
