@@ -11,8 +11,7 @@ the interpreter's final collections have nothing to walk. Freezing happens once:
 becomes cyclic garbage is never freed, so nothing made after torch and Lightning loaded (the data, a sweep's
 trials) is frozen while the process works. What is given up: the cyclic garbage made until then (~52,000
 objects on the default run, measured) is kept for the process's life, since one full collection to free it
-costs ~0.4 s; and
-finalizers of objects still alive at exit are not run, which Python never promises anyway.
+costs ~0.4 s; and finalizers of objects still alive at exit are not run, which Python never promises anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-_active = False  # a quick start is under way in this process (set by quick_start, never in a test process)
+_active = False  # a quick start began in this process: its exit freeze is registered, a nested one does nothing
 _paused = False  # the collector is off, waiting for started()
 
 
